@@ -1,0 +1,209 @@
+"""Planning one archive batch (pure): raw Kafka records in, rows to write out.
+
+The archiver shell reads a batch of records, looks up which event ids are already archived
+and the heads of the streams involved, and calls :func:`plan_batch`. The plan says which
+rows to append (each linked into its stream's hash chain), which records to dead-letter and
+why, which sequence anomalies to record as events, and the new stream heads. The shell
+writes all of it, with the consumer offsets, in one database transaction.
+
+Nothing here reads a clock or makes a random id: ``now`` is passed in and the ids of
+anomaly events are UUIDv5 of their cause, so re-planning the same batch gives the same plan.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Set
+from datetime import datetime
+
+import msgspec
+
+from controllers.envelope import Decoded, Envelope, decode_event, encode_event, make_event, stream_id
+from controllers.errors import InvalidEvent
+from controllers.hashchain import link
+from controllers.payloads import SequenceAnomalyDetected, SequenceAnomalyKind
+from controllers.sequence import SequenceVerdict, check_sequence
+
+#: Namespace of the deterministic ids lalin gives the events it derives itself.
+LALIN_NAMESPACE = uuid.UUID("6c616c69-6e00-4000-8000-617263686976")
+#: Source name of events the archiver derives (sequence anomalies).
+ARCHIVER_SOURCE = "lalin:archiver"
+
+
+class RawRecord(msgspec.Struct, frozen=True):
+    """One record as consumed from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class StreamHead(msgspec.Struct, frozen=True):
+    """The last archived record of a stream: its position, hash and sequence number."""
+
+    position: int
+    hash: bytes
+    last_seq: int
+
+
+class ArchiveRow(msgspec.Struct, frozen=True):
+    """One event to append to the archive, already linked into its stream's chain."""
+
+    stream: str
+    position: int
+    event: Envelope
+    canonical: bytes
+    prev_hash: bytes
+    hash: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """A record that could not become an event, with the reason and its raw bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes
+    reason: str
+    detail: str
+
+
+class BatchPlan(msgspec.Struct, frozen=True):
+    """Everything one batch writes; ``heads`` holds only the streams the batch changed."""
+
+    rows: list[ArchiveRow]
+    dead_letters: list[DeadLetter]
+    duplicates: int
+    heads: dict[str, StreamHead]
+    next_offsets: dict[tuple[str, int], int]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Validation limits: record size (bytes) and how far times may lead the clock (seconds)."""
+
+    max_event_bytes: int = 64 * 1024
+    max_future_s: float = 5.0
+
+
+class Classified(msgspec.Struct, frozen=True):
+    """A raw record with its decoding: exactly one of ``decoded`` and ``error`` is set."""
+
+    record: RawRecord
+    decoded: Decoded | None = None
+    error: InvalidEvent | None = None
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def classify(records: Iterable[RawRecord], now: datetime, limits: Limits = DEFAULT_LIMITS) -> list[Classified]:
+    """Decode and validate every record at wall time ``now``; invalid ones keep their error."""
+    out: list[Classified] = []
+    for record in records:
+        try:
+            decoded = decode_event(record.value, now, max_bytes=limits.max_event_bytes, max_future_s=limits.max_future_s)
+        except InvalidEvent as err:
+            out.append(Classified(record, error=err))
+            continue
+        out.append(Classified(record, decoded=decoded))
+    return out
+
+
+def streams_touched(batch: Iterable[Classified]) -> set[str]:
+    """Every stream the batch may append to (the events' own and the archiver's anomaly streams)."""
+    streams: set[str] = set()
+    for item in batch:
+        if item.decoded is not None:
+            event = item.decoded.event
+            streams.add(stream_id(item.record.topic, event.key, event.source))
+            streams.add(stream_id(item.record.topic, event.key, ARCHIVER_SOURCE))
+    return streams
+
+
+def plan_batch(
+    batch: Iterable[Classified],
+    now: datetime,
+    heads: Mapping[str, StreamHead],
+    archived_ids: Set[uuid.UUID],
+) -> BatchPlan:
+    """Plan the archiving of a classified batch (offset order per partition) at wall time ``now``.
+
+    ``heads`` must hold the current head of every stream in :func:`streams_touched` (absent
+    means a new stream); ``archived_ids`` the ids among the events that are already archived.
+    """
+    builder = _PlanBuilder(now, dict(heads), set(archived_ids))
+    for item in batch:
+        builder.add(item)
+    return builder.plan()
+
+
+class _PlanBuilder:
+    def __init__(self, now: datetime, heads: dict[str, StreamHead], seen: set[uuid.UUID]) -> None:
+        self.now, self.heads, self.seen = now, heads, seen
+        self.rows: list[ArchiveRow] = []
+        self.dead: list[DeadLetter] = []
+        self.changed: set[str] = set()
+        self.duplicates = 0
+        self.next_offsets: dict[tuple[str, int], int] = {}
+
+    def add(self, item: Classified) -> None:
+        record, decoded = item.record, item.decoded
+        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
+        if decoded is None:
+            reason, detail = (item.error.reason, item.error.message) if item.error else ("invalid", "no decoding")
+            self.dead.append(DeadLetter(record.topic, record.partition, record.offset, record.key,
+                                        record.value, reason, detail))
+            return
+        if decoded.event.event_id in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(decoded.event.event_id)
+        self._append(record, decoded)
+
+    def _append(self, record: RawRecord, decoded: Decoded) -> None:
+        event = decoded.event
+        stream = stream_id(record.topic, event.key, event.source)
+        head = self.heads.get(stream)
+        check = check_sequence(head.last_seq if head else None, event.seq)
+        if check.is_anomaly:
+            self._record_anomaly(record, stream, event, check.verdict, check.expected_seq, check.missing_count)
+        self._link(record, stream, event, decoded.canonical)
+
+    def _link(self, record: RawRecord, stream: str, event: Envelope, canonical: bytes) -> None:
+        head = self.heads.get(stream)
+        position = head.position + 1 if head else 1
+        prev = head.hash if head else bytes(32)
+        digest = link(prev, position, canonical)
+        self.rows.append(ArchiveRow(stream, position, event, canonical, prev, digest,
+                                    record.topic, record.partition, record.offset))
+        self.heads[stream] = StreamHead(position, digest, event.seq)
+        self.changed.add(stream)
+
+    def _record_anomaly(self, record: RawRecord, stream: str, cause: Envelope, verdict: SequenceVerdict,
+                        expected: int, missing: int) -> None:
+        system_stream = stream_id(record.topic, cause.key, ARCHIVER_SOURCE)
+        system_head = self.heads.get(system_stream)
+        anomaly = make_event(
+            SequenceAnomalyDetected(stream=stream, kind=SequenceAnomalyKind(verdict.value),
+                                    expected_seq=expected, received_seq=cause.seq, missing_count=missing),
+            event_id=uuid.uuid5(LALIN_NAMESPACE, f"seq-anomaly/{stream}/{expected}/{cause.event_id}"),
+            event_time=cause.event_time,
+            ingest_time=self.now,
+            source=ARCHIVER_SOURCE,
+            key=cause.key,
+            seq=system_head.last_seq + 1 if system_head else 1,
+            causation_id=cause.event_id,
+            correlation_id=cause.correlation_id,
+        )
+        self.seen.add(anomaly.event_id)
+        self._link(record, system_stream, anomaly, encode_event(anomaly))
+
+    def plan(self) -> BatchPlan:
+        return BatchPlan(self.rows, self.dead, self.duplicates,
+                         {s: self.heads[s] for s in self.changed}, self.next_offsets)

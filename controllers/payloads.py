@@ -1,0 +1,268 @@
+"""Payload schemas of lalin's event types (current schema versions).
+
+Each payload is a frozen ``msgspec.Struct`` that rejects unknown fields. Every number is
+bounded (so NaN and infinities are refused) and every unit is in the field name:
+``_s`` seconds, ``_m`` metres, ``_kmh`` kilometres per hour, ``_veh`` vehicles; occupancy
+and confidence are fractions in [0, 1]. Strings and lists have size caps.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+# --- bounded scalar types -------------------------------------------------------------
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-/@]+$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+IntervalSeconds = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
+VehicleCount = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+SpeedKmh = Annotated[float, msgspec.Meta(ge=0.0, le=250.0)]
+LengthMetres = Annotated[float, msgspec.Meta(ge=0.0, le=10_000.0)]
+DurationSeconds = Annotated[float, msgspec.Meta(ge=0.0, le=86_400.0)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+Sequence = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
+class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of every payload; subclasses are registered in ``controllers.event_types``."""
+
+
+class VolumeByClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Vehicles counted in one interval, by class (vehicles, not PCU)."""
+
+    motorcycle: VehicleCount = 0
+    car: VehicleCount = 0
+    heavy: VehicleCount = 0  # buses and trucks
+
+    @property
+    def total_veh(self) -> int:
+        """All classes together (vehicles)."""
+        return self.motorcycle + self.car + self.heavy
+
+
+class DetectorCounted(Payload, frozen=True, forbid_unknown_fields=True):
+    """A loop or virtual detector's count over ``interval_s`` seconds ending at event time."""
+
+    detector_id: Identifier
+    interval_s: IntervalSeconds
+    volume: VolumeByClass
+    occupancy: Fraction
+    mean_speed_kmh: SpeedKmh | None = None  # None when no vehicle passed
+    lane: Identifier | None = None
+
+
+class IncidentKind(enum.StrEnum):
+    """What a camera's analytics report as an incident."""
+
+    STALLED_VEHICLE = "stalled_vehicle"
+    CRASH = "crash"
+    FLOODING = "flooding"
+    WRONG_WAY = "wrong_way"
+    PEDESTRIAN_ON_ROAD = "pedestrian_on_road"
+    DEBRIS = "debris"
+    OTHER = "other"
+
+
+class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An incident seen by camera analytics, with its confidence (0..1)."""
+
+    kind: IncidentKind
+    confidence: Fraction
+
+
+class CameraObserved(Payload, frozen=True, forbid_unknown_fields=True):
+    """CCTV analytics for one approach over ``interval_s`` seconds."""
+
+    camera_id: Identifier
+    approach: Identifier
+    interval_s: IntervalSeconds
+    counts: VolumeByClass
+    queue_length_m: LengthMetres
+    incident: Incident | None = None
+
+
+class ControlMode(enum.StrEnum):
+    """How a signal controller is being driven."""
+
+    TIME_OF_DAY = "time_of_day"
+    CENTRAL = "central"
+    FLASH = "flash"
+    MANUAL = "manual"
+    OFF = "off"
+
+
+class GroupState(enum.StrEnum):
+    """Aspect of one signal group."""
+
+    RED = "red"
+    RED_AMBER = "red_amber"
+    GREEN = "green"
+    AMBER = "amber"
+    FLASHING_AMBER = "flashing_amber"
+    DARK = "dark"
+
+
+class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True):
+    """A controller's reported state: mode, running plan, stage and each group's aspect."""
+
+    controller_id: Identifier
+    mode: ControlMode
+    plan_id: Annotated[int, msgspec.Meta(ge=0, le=65_535)]
+    cycle_s: DurationSeconds
+    stage: Annotated[int, msgspec.Meta(ge=0, le=64)]
+    stage_elapsed_s: DurationSeconds
+    group_states: Annotated[dict[Identifier, GroupState], msgspec.Meta(max_length=64)]
+
+
+class FaultKind(enum.StrEnum):
+    """Classes of controller fault."""
+
+    COMMS_LOST = "comms_lost"
+    CONFLICT = "conflict"
+    LAMP_FAILURE = "lamp_failure"
+    DETECTOR_FAULT = "detector_fault"
+    POWER = "power"
+    WATCHDOG = "watchdog"
+    CABINET_DOOR = "cabinet_door"
+    OTHER = "other"
+
+
+class Severity(enum.StrEnum):
+    """How urgent an alarm is for the command centre."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class ControllerFaulted(Payload, frozen=True, forbid_unknown_fields=True):
+    """A fault raised (``active``) or cleared by a controller or by lalin about one."""
+
+    controller_id: Identifier
+    fault: FaultKind
+    severity: Severity
+    active: bool
+    detail: ShortText = ""
+
+
+class TimeWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A half-open interval [start, end) of event time."""
+
+    start: AwareTime
+    end: AwareTime
+
+
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Why a command was given: inputs, rule, configuration and (if a person acted) who."""
+
+    rule: Identifier
+    rule_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    config_checksum: Sha256Hex
+    input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)] = []
+    input_window: TimeWindow | None = None
+    operator: Identifier | None = None
+    reason: ShortText | None = None
+
+
+class TimingPlanCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="timing_plan", tag_field="kind"):
+    """Run a timing: cycle and offset (seconds) and a green time per stage (seconds)."""
+
+    plan_id: Annotated[int, msgspec.Meta(ge=0, le=65_535)]
+    cycle_s: Annotated[float, msgspec.Meta(gt=0.0, le=600.0)]
+    offset_s: Annotated[float, msgspec.Meta(ge=0.0, le=600.0)]
+    stage_greens_s: Annotated[list[Annotated[float, msgspec.Meta(ge=0.0, le=600.0)]], msgspec.Meta(min_length=1, max_length=16)]
+
+
+class VmsMessageCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="vms_message", tag_field="kind"):
+    """Show pages of text lines on a board for ``duration_s`` seconds at a priority (1 = highest)."""
+
+    pages: Annotated[
+        list[Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)]],
+        msgspec.Meta(min_length=1, max_length=8),
+    ]
+    priority: Annotated[int, msgspec.Meta(ge=1, le=10)]
+    duration_s: DurationSeconds
+
+
+class ModeChangeCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="mode_change", tag_field="kind"):
+    """Switch a controller's control mode."""
+
+    mode: ControlMode
+
+
+CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand
+
+
+class CommandIssued(Payload, frozen=True, forbid_unknown_fields=True):
+    """A command sent to a device (controller or VMS board), with its provenance."""
+
+    command_id: uuid.UUID
+    target: Identifier
+    command: CommandBody
+    provenance: Provenance
+
+
+class CommandOutcome(enum.StrEnum):
+    """How a command ended: exactly one of these per command."""
+
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+
+
+class CommandAcknowledged(Payload, frozen=True, forbid_unknown_fields=True):
+    """The end of a command at the device: acknowledged (read back), rejected or timed out."""
+
+    command_id: uuid.UUID
+    target: Identifier
+    outcome: CommandOutcome
+    detail: ShortText = ""
+
+
+class OperatorActed(Payload, frozen=True, forbid_unknown_fields=True):
+    """A person did something (override, acknowledge an alarm, approve); a reason is required."""
+
+    operator: Identifier
+    action: Identifier
+    target: Identifier
+    reason: Reason
+    detail: Annotated[dict[Identifier, ShortText], msgspec.Meta(max_length=32)] = {}
+
+
+class SequenceAnomalyKind(enum.StrEnum):
+    """What broke a stream's sequence numbers."""
+
+    GAP = "gap"  # numbers were skipped: events are missing
+    RESET = "reset"  # the source restarted at 1
+    REGRESSION = "regression"  # a number at or below one already archived, with a new event id
+
+
+class SequenceAnomalyDetected(Payload, frozen=True, forbid_unknown_fields=True):
+    """lalin found a hole or a jump in a stream's per-source sequence numbers."""
+
+    stream: Annotated[str, msgspec.Meta(max_length=300)]
+    kind: SequenceAnomalyKind
+    expected_seq: Sequence
+    received_seq: Sequence
+    missing_count: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+
+
+class BrokerRestartDetected(Payload, frozen=True, forbid_unknown_fields=True):
+    """The Kafka broker lost its log (a restart of a memory-only broker, or a wiped cluster).
+
+    Events acknowledged by the old broker after ``at_risk_from`` and not archived may be
+    lost; per-stream ``SequenceAnomalyDetected`` events name exactly which.
+    """
+
+    old_epoch: Annotated[str, msgspec.Meta(max_length=64)]
+    new_epoch: Annotated[str, msgspec.Meta(max_length=64)]
+    last_confirmed_at: AwareTime
+    detected_at: AwareTime
+    at_risk_from: AwareTime

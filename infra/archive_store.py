@@ -1,0 +1,128 @@
+"""Writing archive batches to PostgreSQL: events, dead letters, chain heads and consumer offsets
+in one transaction, so a batch is either wholly archived with its offsets or not at all.
+
+Exactly-once comes from here, not from the broker: after a crash the archiver resumes from
+the offsets committed with the data; a record delivered twice is recognised by its event id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from controllers.archive_plan import (
+    ArchiveRow,
+    BatchPlan,
+    Limits,
+    RawRecord,
+    StreamHead,
+    classify,
+    plan_batch,
+    streams_touched,
+)
+from controllers.errors import StorageError
+from infra.db import ensure_day_partitions
+
+_EVENT_COLUMNS = ("event_time", "event_id", "stream", "position", "type", "schema_version", "ingest_time",
+                  "archived_at", "source", "key", "seq", "topic", "kafka_partition", "kafka_offset",
+                  "broker_epoch", "body", "prev_hash", "hash")
+_EVENT_TYPES = ("timestamptz", "uuid", "text", "int8", "text", "int4", "timestamptz", "timestamptz", "text",
+                "text", "int8", "text", "int4", "int8", "text", "text", "bytea", "bytea")
+_COPY_EVENTS = f"COPY events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+async def load_offsets(conn: psycopg.AsyncConnection[Any], group_id: str, epoch: str,
+                       partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Next offsets stored for ``group_id`` in broker ``epoch`` (partitions absent start at 0)."""
+    wanted = list(partitions)
+    cur = await conn.execute(
+        """SELECT topic, kafka_partition, next_offset FROM consumer_offsets
+           WHERE group_id = %s AND broker_epoch = %s
+             AND (topic, kafka_partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))""",
+        (group_id, epoch, [t for t, _ in wanted], [p for _, p in wanted]))
+    return {(topic, partition): offset for topic, partition, offset in await cur.fetchall()}
+
+
+async def _lock_heads(conn: psycopg.AsyncConnection[Any], streams: set[str]) -> dict[str, StreamHead]:
+    cur = await conn.execute(
+        "SELECT stream, position, hash, last_seq FROM stream_heads WHERE stream = ANY(%s) ORDER BY stream FOR UPDATE",
+        (sorted(streams),))
+    return {s: StreamHead(position=p, hash=bytes(h), last_seq=q) for s, p, h, q in await cur.fetchall()}
+
+
+async def _archived_among(conn: psycopg.AsyncConnection[Any], ids: list[uuid.UUID], times: list[datetime]) -> set[uuid.UUID]:
+    if not ids:
+        return set()
+    cur = await conn.execute(
+        "SELECT event_id FROM events WHERE event_id = ANY(%s) AND event_time BETWEEN %s AND %s",
+        (ids, min(times), max(times)))
+    return {row[0] for row in await cur.fetchall()}
+
+
+async def _copy_rows(conn: psycopg.AsyncConnection[Any], rows: list[ArchiveRow], epoch: str, now: datetime) -> None:
+    cur = conn.cursor()
+    async with cur.copy(_COPY_EVENTS) as copy:
+        copy.set_types(_EVENT_TYPES)
+        for r in rows:
+            e = r.event
+            await copy.write_row((e.event_time, e.event_id, r.stream, r.position, e.type, e.schema_version,
+                                  e.ingest_time, now, e.source, e.key, e.seq, r.topic, r.partition, r.offset,
+                                  epoch, r.canonical.decode(), r.prev_hash, r.hash))
+
+
+async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group_id: str, epoch: str, now: datetime) -> None:
+    cur = conn.cursor()
+    if plan.dead_letters:
+        await cur.executemany(
+            """INSERT INTO dead_letters (received_at, topic, kafka_partition, kafka_offset, broker_epoch,
+                                         record_key, raw, reason, detail)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+            [(now, d.topic, d.partition, d.offset, epoch, d.key, d.raw, d.reason, d.detail) for d in plan.dead_letters])
+    if plan.heads:
+        await cur.executemany(
+            """INSERT INTO stream_heads (stream, position, hash, last_seq, updated_at) VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash,
+                   last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at""",
+            [(s, h.position, h.hash, h.last_seq, now) for s, h in plan.heads.items()])
+    offsets = [(group_id, t, p, epoch, o, now) for (t, p), o in plan.next_offsets.items() if p >= 0]
+    if offsets:
+        await cur.executemany(
+            """INSERT INTO consumer_offsets (group_id, topic, kafka_partition, broker_epoch, next_offset, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s)
+               ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE SET broker_epoch = EXCLUDED.broker_epoch,
+                   next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at""",
+            offsets)
+
+
+class ArchiveWriter:
+    """Archives batches of raw records through one asyncio connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], group_id: str, limits: Limits) -> None:
+        self.conn, self.group_id, self.limits = conn, group_id, limits
+        self.known_days: set[Any] = set()
+
+    async def write(self, records: Sequence[RawRecord], epoch: str, now: datetime) -> BatchPlan:
+        """Plan and write ``records`` (offset order per partition) in one transaction at time ``now``.
+
+        Stream heads are locked for the transaction, so two writers can never fork a chain.
+        """
+        batch = classify(records, now, self.limits)
+        valid = [item.decoded.event for item in batch if item.decoded is not None]
+        ids, times = [e.event_id for e in valid], [e.event_time for e in valid]
+        await ensure_day_partitions(self.conn, {t.date() for t in times} | {now.date()}, self.known_days)
+        try:
+            async with self.conn.transaction():
+                heads = await _lock_heads(self.conn, streams_touched(batch))
+                archived = await _archived_among(self.conn, ids, times)
+                plan = plan_batch(batch, now, heads, archived)
+                await ensure_day_partitions(self.conn, {r.event.event_time.date() for r in plan.rows}, self.known_days)
+                if plan.rows:
+                    await _copy_rows(self.conn, plan.rows, epoch, now)
+                await _write_rest(self.conn, plan, self.group_id, epoch, now)
+        except psycopg.Error as err:
+            raise StorageError(f"archiving a batch of {len(records)} records failed: {err}") from err
+        return plan

@@ -1,0 +1,142 @@
+"""The archiver: consumes every archived topic and writes it to PostgreSQL, exactly once.
+
+Loop: fetch a batch with ``getmany`` -> plan and write it (events, dead letters, chain heads
+and the offsets it covers, one transaction) -> forward dead letters to the dead-letter topic.
+On partition assignment it seeks to the offsets stored in PostgreSQL for the current broker
+epoch (offset 0 in a new epoch). It never commits offsets to Kafka as a source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from controllers.archive_plan import BatchPlan, Limits, RawRecord
+from infra.archive_store import ArchiveWriter, load_offsets
+from infra.kafka import make_consumer
+from infra.settings import Settings
+from infra.topics import DEADLETTER_TOPIC, TopicCatalogue
+
+log = logging.getLogger(__name__)
+ARCHIVER_GROUP = "lalin-archiver"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, as an aware UTC datetime (the shells' clock; the core never reads it)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class ArchiverStats:
+    """Counters since the archiver started (records)."""
+
+    consumed: int = 0
+    archived: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    anomalies: int = 0
+    batches: int = 0
+    last_commit_at: datetime | None = None
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, plan: BatchPlan, consumed: int, now: datetime) -> None:
+        """Count one written batch."""
+        self.consumed += consumed
+        self.archived += len(plan.rows)
+        self.dead_lettered += len(plan.dead_letters)
+        self.duplicates += plan.duplicates
+        self.anomalies += sum(1 for r in plan.rows if r.event.type == "SequenceAnomalyDetected")
+        self.batches += 1
+        self.last_commit_at = now
+        for dead in plan.dead_letters:
+            self.by_reason[dead.reason] = self.by_reason.get(dead.reason, 0) + 1
+
+
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, archiver: Archiver) -> None:
+        self.archiver = archiver
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Nothing to flush: every written batch already committed its offsets."""
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.archiver.seek_to_stored(assigned)
+
+
+class Archiver:
+    """One archiver member of the ``lalin-archiver`` consumer group."""
+
+    def __init__(self, settings: Settings, bootstrap: str, database_url: str, catalogue: TopicCatalogue,
+                 epoch: str, producer: AIOKafkaProducer | None = None, clock: Clock = utc_now) -> None:
+        self.settings, self.bootstrap, self.database_url = settings, bootstrap, database_url
+        self.catalogue, self.epoch, self.producer, self.clock = catalogue, epoch, producer, clock
+        self.stats = ArchiverStats()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.writer: ArchiveWriter | None = None
+        self._seek_conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def start(self) -> None:
+        """Connect to the database and join the consumer group."""
+        self.conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        self._seek_conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        limits = Limits(self.settings.validation.max_event_bytes, self.settings.validation.max_future_s)
+        self.writer = ArchiveWriter(self.conn, ARCHIVER_GROUP, limits)
+        self.consumer = make_consumer(self.settings.kafka, self.bootstrap, ARCHIVER_GROUP)
+        self.consumer.subscribe(self.catalogue.archived_topics, listener=_SeekToStored(self))
+        await self.consumer.start()
+
+    async def seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        """Position each assigned partition at the offset stored with the archive (epoch-aware)."""
+        assert self.consumer is not None and self._seek_conn is not None
+        stored = await load_offsets(self._seek_conn, ARCHIVER_GROUP, self.epoch,
+                                    [(tp.topic, tp.partition) for tp in assigned])
+        for tp in assigned:
+            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
+
+    async def run_once(self, timeout_ms: int = 200) -> int:
+        """Fetch, archive and commit one batch; returns the number of records consumed."""
+        assert self.consumer is not None and self.writer is not None
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.kafka.max_batch_records)
+        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value or b"")
+                   for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for m in batches[tp]]
+        if not records:
+            return 0
+        now = self.clock()
+        plan = await self.writer.write(records, self.epoch, now)
+        self.stats.add(plan, len(records), now)
+        await self._forward_dead_letters(plan, now)
+        return len(records)
+
+    async def _forward_dead_letters(self, plan: BatchPlan, now: datetime) -> None:
+        if self.producer is None or not plan.dead_letters:
+            return
+        for dead in plan.dead_letters:
+            body = {"topic": dead.topic, "partition": dead.partition, "offset": dead.offset, "reason": dead.reason,
+                    "detail": dead.detail, "received_at": now.isoformat(), "broker_epoch": self.epoch,
+                    "raw_base64": base64.b64encode(dead.raw).decode()}
+            await self.producer.send(DEADLETTER_TOPIC, msgspec.json.encode(body), key=dead.topic.encode())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Archive until ``stop`` is set."""
+        while not stop.is_set():
+            await self.run_once()
+
+    async def stop(self) -> None:
+        """Leave the group and close the connections."""
+        if self.consumer is not None:
+            await self.consumer.stop()
+        for conn in (self.conn, self._seek_conn):
+            if conn is not None:
+                await conn.close()

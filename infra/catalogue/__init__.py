@@ -1,0 +1,1 @@
+"""Declarative data shipped with lalin (topic catalogue, ...)."""

@@ -1,0 +1,217 @@
+"""The ``lalin`` command line.
+
+::
+
+    lalin up [--duration 15m] [--data-dir DIR] [--no-generator] [--invalid-fraction F]
+    lalin status [--json]
+    lalin migrate
+    lalin audit verify [--since T] [--json]
+    lalin deadletters list [--limit N] [--reason R] [--json]
+
+The database is ``--database-url``, else ``LALIN_DATABASE__URL``, else the one of the
+runtime currently running on the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+import psycopg
+
+from controllers.errors import LalinError, RuntimeConflict
+from infra import db
+from infra.audit import verify_archive
+from infra.deadletters import count_dead_letters, list_dead_letters
+from infra.runfile import read_info
+from infra.settings import Settings
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """``90``, ``90s``, ``15m`` or ``2h`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration (examples: 90s, 15m, 2h)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time; a time without zone is refused (say Z or +08:00 for WITA)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as err:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from err
+    if value.tzinfo is None:
+        raise click.BadParameter(f"{text!r} has no time zone (add Z, or +08:00 for Bali)")
+    return value
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings.runtime.data_dir = data_dir
+    return settings
+
+
+def _database_url(settings: Settings, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if settings.database.url:
+        return settings.database.url
+    info = read_info(settings.runtime.data_dir)
+    if info:
+        return str(info["database"]["url"])
+    raise click.ClickException(
+        f"no database: start `lalin up` (data directory {settings.runtime.data_dir}), "
+        "set LALIN_DATABASE__URL, or pass --database-url")
+
+
+def _emit(obj: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(msgspec.json.encode(obj).decode())
+    else:
+        click.echo(text)
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                               help="runtime data directory [default: LALIN_RUNTIME__DATA_DIR or ./.lalin]")
+database_option = click.option("--database-url", default=None, help="archive database (libpq URI)")
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log at INFO level")
+def cli(verbose: bool) -> None:
+    """lalin — event-sourced traffic-signal and VMS control."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@data_dir_option
+@click.option("--duration", default=None, help="stop after this long (90s, 15m, 2h); default: until Ctrl-C")
+@click.option("--no-generator", is_flag=True, help="do not run the demo event generator")
+@click.option("--invalid-fraction", type=click.FloatRange(0, 1), default=None,
+              help="share of deliberately invalid demo records (shows dead-lettering)")
+def up(data_dir: Path | None, duration: str | None, no_generator: bool, invalid_fraction: float | None) -> None:
+    """Start the runtime (embedded broker and PostgreSQL unless configured otherwise)."""
+    from infra.runtime import Runtime
+
+    settings = _settings(data_dir)
+    if no_generator:
+        settings.generator.enabled = False
+    if invalid_fraction is not None:
+        settings.generator.invalid_fraction = invalid_fraction
+    duration_s = parse_duration_s(duration) if duration else None
+    try:
+        asyncio.run(Runtime(settings).run(duration_s))
+    except RuntimeConflict as err:
+        click.echo(str(err))
+
+
+@cli.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(data_dir: Path | None, as_json: bool) -> None:
+    """Show what runs where, and the archive's counts."""
+    settings = _settings(data_dir)
+    info = read_info(settings.runtime.data_dir)
+    report: dict[str, Any] = {"running": info is not None, "runtime": info}
+    url = settings.database.url or (info["database"]["url"] if info else None)
+    if url:
+        try:
+            with psycopg.connect(url, connect_timeout=3) as conn:
+                row = conn.execute("SELECT count(*), max(archived_at) FROM events").fetchone()
+                report["archive"] = {"events": row[0] if row else 0, "last_archived_at": row[1] if row else None,
+                                     "dead_letters": count_dead_letters(conn)}
+        except psycopg.Error as err:
+            report["archive"] = {"error": str(err)}
+    if as_json:
+        click.echo(json.dumps(report, default=str, indent=2))
+        return
+    if info is None:
+        click.echo(f"lalin is not running on {settings.runtime.data_dir.resolve()}")
+    else:
+        click.echo(f"lalin is running (pid {info['pid']}) since {info['started_at']}")
+        click.echo(f"  kafka     {info['kafka']['bootstrap']} (epoch {info['kafka']['epoch'][:12]})")
+        click.echo(f"  postgres  {info['database']['url']}")
+    if "archive" in report:
+        click.echo(f"  archive   {json.dumps(report['archive'], default=str)}")
+
+
+@cli.command()
+@data_dir_option
+@database_option
+def migrate(data_dir: Path | None, database_url: str | None) -> None:
+    """Apply pending database migrations."""
+    applied = db.migrate(_database_url(_settings(data_dir), database_url))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")
+
+
+@cli.group()
+def audit() -> None:
+    """Auditors' tools."""
+
+
+@audit.command("verify")
+@data_dir_option
+@database_option
+@click.option("--since", default=None, help="start at the last checkpoint before this time (ISO 8601 with zone)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def audit_verify(data_dir: Path | None, database_url: str | None, since: str | None, as_json: bool) -> None:
+    """Recompute every stream's hash chain; exit 1 naming the first broken record of each stream."""
+    url = _database_url(_settings(data_dir), database_url)
+    report = verify_archive(url, parse_time(since) if since else None)
+    lines = [f"archive intact: {report.records_checked:,} records in {report.streams_checked} streams verified"]
+    if not report.ok:
+        lines = [f"ARCHIVE NOT INTACT: {len(report.faults)} stream(s) broken ({report.records_checked:,} records verified)"]
+        lines += [f"  {f.kind.value}: stream {f.stream} position {f.position}"
+                  f"{' event ' + f.event_id if f.event_id else ''} — {f.detail}" for f in report.faults]
+    _emit(report, as_json, "\n".join(lines))
+    sys.exit(0 if report.ok else 1)
+
+
+@cli.group()
+def deadletters() -> None:
+    """Records that could not become events."""
+
+
+@deadletters.command("list")
+@data_dir_option
+@database_option
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--reason", default=None, help="only this reason (malformed, oversized, unknown_type, schema)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (raw bytes in base64)")
+def deadletters_list(data_dir: Path | None, database_url: str | None, limit: int, reason: str | None, as_json: bool) -> None:
+    """List dead letters, newest first, with reason, source offset and raw bytes."""
+    rows = list_dead_letters(_database_url(_settings(data_dir), database_url), limit, reason)
+    if as_json:
+        click.echo(json.dumps([{**msgspec.to_builtins(r), "raw": base64.b64encode(r.raw).decode()} for r in rows],
+                              default=str))
+        return
+    if not rows:
+        click.echo("no dead letters")
+    for r in rows:
+        preview = r.raw[:80].decode("utf-8", errors="replace")
+        click.echo(f"#{r.id} {r.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z {r.topic}[{r.partition}]@{r.offset} "
+                   f"{r.reason}: {r.detail}\n    raw ({len(r.raw)} bytes): {preview}")
+
+
+def main() -> None:
+    """Console entry point; lalin's own errors become a one-line message and exit code 2."""
+    try:
+        cli(standalone_mode=True)
+    except LalinError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)

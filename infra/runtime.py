@@ -1,0 +1,272 @@
+"""The embedded runtime behind ``lalin up``: start, supervise and cleanly stop everything.
+
+Order of start: lock the data directory -> embedded PostgreSQL and Tansu (unless
+``LALIN_DATABASE__URL`` / ``LALIN_KAFKA__BOOTSTRAP`` name external ones) -> migrations ->
+producer and broker epoch (provisioning topics) -> archiver, epoch watchdog, demo generator,
+checkpoints and the live summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
+
+import psycopg
+
+from controllers.archive_plan import Limits, RawRecord
+from controllers.envelope import encode_event
+from controllers.payloads import BrokerRestartDetected
+from infra import db
+from infra.archive_store import ArchiveWriter
+from infra.archiver import Archiver, utc_now
+from infra.broker_epoch import EpochWatch
+from infra.checkpoints import write_checkpoint
+from infra.embedded.broker import TansuBroker
+from infra.embedded.postgres import EmbeddedPostgres
+from infra.generator import DemoGenerator, load_demo_network
+from infra.kafka import start_producer
+from infra.publisher import EventPublisher
+from infra.runfile import RunFile
+from infra.settings import Settings
+from infra.topics import TopicCatalogue, load_catalogue
+
+log = logging.getLogger(__name__)
+RUNTIME_SOURCE = "lalin:runtime"
+BROKER_KEY = "broker"
+CHECKPOINT_INTERVAL_S = 60.0
+
+
+class Runtime:
+    """One ``lalin up``: owns the services, the clients and the background tasks."""
+
+    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings, self.out, self.clock = settings, out, clock
+        self.data_dir = settings.runtime.data_dir
+        self.catalogue: TopicCatalogue = load_catalogue()
+        self.runfile = RunFile(self.data_dir)
+        self.broker: TansuBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.bootstrap = settings.kafka.bootstrap or ""
+        self.database_url = settings.database.url or ""
+        self.archiver: Archiver | None = None
+        self.generator: DemoGenerator | None = None
+        self.watch: EpochWatch | None = None
+        self.publisher: EventPublisher | None = None
+        self.epoch = ""
+        self.epoch_confirmed_at = clock()
+        self.restarts_detected = 0
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stop = asyncio.Event()
+        self._archiver_stop = asyncio.Event()
+        self._archiver_task: asyncio.Task[None] | None = None
+        self._last_consumed = 0
+
+    def say(self, line: str) -> None:
+        """Print one line for the operator."""
+        print(line, file=self.out, flush=True)
+
+    # --- start ------------------------------------------------------------------------
+    def _start_services(self) -> None:
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(self.data_dir / "postgres", self.settings.database.embedded_database)
+            self.postgres.start()
+            self.database_url = self.postgres.url
+        if not self.bootstrap:
+            self.broker = TansuBroker(self.data_dir / "tansu.log")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+
+    def describe(self) -> dict[str, Any]:
+        """What runs where (also written to runtime.json)."""
+        return {
+            "started_at": self.clock().isoformat(),
+            "data_dir": str(self.data_dir.resolve()),
+            "kafka": {"bootstrap": self.bootstrap, "embedded": self.broker is not None,
+                      "pid": self.broker.pid if self.broker else None, "epoch": self.epoch},
+            "database": {"url": self.database_url, "embedded": self.postgres is not None,
+                         "pid": self.postgres.pid if self.postgres else None},
+        }
+
+    async def start(self) -> None:
+        """Bring everything up; on failure, whatever started is stopped again."""
+        self.runfile.acquire()
+        try:
+            self._start_services()
+            applied = db.migrate(self.database_url)
+            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+            producer, idempotent = await start_producer(self.settings.kafka, self.bootstrap)
+            self.publisher = EventPublisher(producer, self.catalogue)
+            await self.publisher.resume_from_archive(self._conn, RUNTIME_SOURCE)
+            self.watch = EpochWatch(self.settings.kafka, self.bootstrap, self.catalogue, owner=f"lalin-up:{uuid.uuid4().hex[:8]}")
+            await self.watch.start()
+            self.epoch = await self.watch.establish(producer, self.clock())
+            await self._record_epoch_seen()
+            await self._start_archiver()
+            self.runfile.publish(self.describe())
+            self._announce(applied, idempotent)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _announce(self, applied: list[str], idempotent: bool) -> None:
+        info = self.describe()
+        kafka, database = info["kafka"], info["database"]
+        kafka_kind = f"embedded Tansu, pid {kafka['pid']}" if kafka["embedded"] else "external"
+        db_kind = f"embedded, pid {database['pid']}" if database["embedded"] else "external"
+        self.say(f"lalin up — data directory {info['data_dir']}")
+        self.say(f"  kafka     {kafka['bootstrap']} ({kafka_kind}), epoch {self.epoch[:12]}, "
+                 f"idempotent producer: {'yes' if idempotent else 'no (broker refuses it)'}")
+        self.say(f"  postgres  {database['url']} ({db_kind})"
+                 f"{', migrations applied: ' + ', '.join(applied) if applied else ''}")
+        self.say(f"  topics    {', '.join(t.name for t in self.catalogue.topics)}")
+
+    async def _start_archiver(self) -> None:
+        assert self.publisher is not None
+        self.archiver = Archiver(self.settings, self.bootstrap, self.database_url, self.catalogue, self.epoch,
+                                 producer=self.publisher.producer, clock=self.clock)
+        await self.archiver.start()
+        self._archiver_stop = asyncio.Event()
+        self._archiver_task = asyncio.create_task(self.archiver.run(self._archiver_stop), name="archiver")
+
+    async def _stop_archiver(self) -> None:
+        self._archiver_stop.set()
+        if self._archiver_task is not None:
+            await asyncio.gather(self._archiver_task, return_exceptions=True)
+        if self.archiver is not None:
+            await self.archiver.stop()
+
+    # --- broker epochs ----------------------------------------------------------------
+    async def _record_epoch_seen(self) -> None:
+        assert self._conn is not None
+        now = self.clock()
+        await self._conn.execute(
+            """INSERT INTO broker_epochs (epoch, bootstrap, first_seen_at, last_confirmed_at) VALUES (%s, %s, %s, %s)
+               ON CONFLICT (epoch) DO UPDATE SET last_confirmed_at = EXCLUDED.last_confirmed_at""",
+            (self.epoch, self.bootstrap, now, now))
+        self.epoch_confirmed_at = now
+
+    async def check_epoch(self) -> bool:
+        """Check the broker still holds our epoch; on a lost log, recover. Returns True if a restart was handled."""
+        assert self.watch is not None
+        if await self.watch.still_same():
+            await self._record_epoch_seen()
+            return False
+        await self._handle_broker_restart()
+        return True
+
+    async def _handle_broker_restart(self) -> None:
+        assert self.watch is not None and self.publisher is not None and self._conn is not None
+        detected_at, old_epoch = self.clock(), self.epoch
+        last_commit = self.archiver.stats.last_commit_at if self.archiver else None
+        at_risk_from = min(t for t in (self.epoch_confirmed_at, last_commit) if t is not None)
+        await self._stop_archiver()
+        self.epoch = await self.watch.establish(self.publisher.producer, detected_at)
+        await self._conn.execute("UPDATE broker_epochs SET ended_at = %s WHERE epoch = %s", (detected_at, old_epoch))
+        await self._record_epoch_seen()
+        alarm = BrokerRestartDetected(old_epoch=old_epoch, new_epoch=self.epoch, last_confirmed_at=self.epoch_confirmed_at,
+                                      detected_at=detected_at, at_risk_from=at_risk_from)
+        await self._archive_system_event(alarm, detected_at)
+        await self._start_archiver()
+        self.restarts_detected += 1
+        self.runfile.publish(self.describe())
+        self.say(f"ALARM broker lost its log (epoch {old_epoch[:12]} -> {self.epoch[:12]}): topics re-provisioned; "
+                 f"events acknowledged since {at_risk_from.isoformat()} and not archived may be lost "
+                 "(per-stream sequence gaps will name them)")
+
+    async def _archive_system_event(self, payload: BrokerRestartDetected, now: datetime) -> None:
+        """Write a runtime event straight into the archive (and publish it for live consumers)."""
+        assert self.publisher is not None and self._conn is not None
+        topic, event = self.publisher.build(payload, source=RUNTIME_SOURCE, key=BROKER_KEY, event_time=now,
+                                            ingest_time=now, event_id=uuid.uuid4())
+        writer = ArchiveWriter(self._conn, "lalin-runtime", Limits(self.settings.validation.max_event_bytes,
+                                                                    self.settings.validation.max_future_s))
+        await writer.write([RawRecord(topic, -1, -1, BROKER_KEY.encode(), encode_event(event))], self.epoch, now)
+        await self.publisher.send(topic, event)
+
+    # --- background tasks ---------------------------------------------------------------
+    async def _every(self, interval_s: float, action: Callable[[], Any]) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
+            except TimeoutError:
+                await action()
+
+    async def _summary(self) -> None:
+        stats = self.archiver.stats if self.archiver else None
+        if stats is None:
+            return
+        now = self.clock()
+        rate = (stats.consumed - self._last_consumed) / self.settings.runtime.summary_interval_s
+        self._last_consumed = stats.consumed
+        generated = f"generated {self.generator.sent} | " if self.generator else ""
+        self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
+                 f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
+                 f"{stats.anomalies:,} | broker restarts {self.restarts_detected}")
+
+    async def _checkpoint(self) -> None:
+        assert self._conn is not None
+        await write_checkpoint(self._conn, self.clock())
+
+    async def _generate(self) -> None:
+        assert self.publisher is not None and self._conn is not None
+        gen = self.settings.generator
+        await self.publisher.resume_from_archive(self._conn, "demo:%")
+        self.generator = DemoGenerator(self.publisher, load_demo_network(), self.clock, gen.interval_s, gen.invalid_fraction)
+        await self.generator.run(self._stop)
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Run until SIGINT/SIGTERM or ``duration_s`` seconds; then stop everything."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+        tasks = [asyncio.create_task(self._every(self.settings.kafka.broker_check_interval_s, self.check_epoch)),
+                 asyncio.create_task(self._every(self.settings.runtime.summary_interval_s, self._summary)),
+                 asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))]
+        if self.settings.generator.enabled:
+            tasks.append(asyncio.create_task(self._generate()))
+        try:
+            if duration_s is None:
+                await self._stop.wait()
+            else:
+                await asyncio.wait_for(self._stop.wait(), timeout=duration_s)
+        except TimeoutError:
+            pass
+        finally:
+            self._stop.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    log.error("background task failed: %r", result)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # --- stop -----------------------------------------------------------------------------
+    async def stop(self) -> None:
+        """Stop clients, then the embedded services, then release the data directory."""
+        self._stop.set()
+        await self._stop_archiver()
+        if self._conn is not None and not self._conn.closed:
+            try:
+                await write_checkpoint(self._conn, self.clock())
+            except psycopg.Error as err:
+                log.warning("final checkpoint failed: %s", err)
+            await self._conn.close()
+        if self.watch is not None:
+            await self.watch.stop()
+        if self.publisher is not None:
+            await self.publisher.producer.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.runfile.release()
+        self.say("lalin stopped: every child process ended")
+

@@ -1,0 +1,71 @@
+"""lalin's settings: one pydantic-settings model, read from ``LALIN_*`` environment variables.
+
+Nested sections use a double underscore: ``LALIN_KAFKA__BOOTSTRAP=host:9092``,
+``LALIN_DATABASE__URL=postgresql://...``, ``LALIN_RUNTIME__DATA_DIR=/var/lib/lalin``. When
+``kafka.bootstrap`` or ``database.url`` is unset, ``lalin up`` starts the embedded service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """The Kafka-protocol broker and client tuning (milliseconds unless named otherwise)."""
+
+    bootstrap: str | None = Field(None, description="host:port list; unset = embedded Tansu broker")
+    client_id: str = "lalin"
+    idempotence: Literal["auto", "on", "off"] = Field(
+        "auto", description="idempotent producer: 'auto' tries it and falls back when the broker refuses it")
+    request_timeout_ms: int = Field(10_000, ge=1000, description="above half the session timeout (Tansu joins take half)")
+    session_timeout_ms: int = Field(6_000, ge=1000)
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
+    fetch_max_wait_ms: int = Field(50, ge=1, description="consumer latency vs CPU: 10-100 keeps p99 under ~75 ms")
+    linger_ms: int = Field(5, ge=0)
+    max_batch_records: int = Field(5_000, ge=1, description="records per archive transaction at most")
+    broker_check_interval_s: float = Field(2.0, gt=0, description="how often the broker epoch marker is checked (s)")
+
+
+class DatabaseSettings(BaseModel):
+    """The archive database."""
+
+    url: str | None = Field(None, description="libpq URI; unset = embedded PostgreSQL in the data directory")
+    embedded_database: str = "lalin"
+
+
+class ValidationSettings(BaseModel):
+    """Limits applied to every inbound event."""
+
+    max_event_bytes: int = Field(64 * 1024, ge=256, description="bytes; larger records are dead-lettered")
+    max_future_s: float = Field(5.0, ge=0, description="seconds an event or ingest time may lead the clock")
+
+
+class GeneratorSettings(BaseModel):
+    """The demo event generator run by ``lalin up`` until the control loop exists."""
+
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0, description="seconds between rounds of readings")
+    invalid_fraction: float = Field(0.0, ge=0, le=1, description="share of deliberately invalid records (demo of dead letters)")
+
+
+class RuntimeSettings(BaseModel):
+    """Where the embedded runtime keeps its state."""
+
+    data_dir: Path = Path(".lalin")
+    summary_interval_s: float = Field(5.0, gt=0, description="seconds between live summary lines")
+
+
+class Settings(BaseSettings):
+    """All of lalin's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="LALIN_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    validation: ValidationSettings = ValidationSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
