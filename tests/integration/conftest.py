@@ -1,0 +1,94 @@
+"""Real components for integration tests: PostgreSQL and the Tansu broker.
+
+PostgreSQL is the embedded server (started once per session), or — when
+``LALIN_DATABASE__URL`` is set — the server it names; either way each test gets a fresh
+database cloned from a migrated template, dropped afterwards. Each test gets its own Tansu
+broker (it starts in well under a second), so topics and offsets never leak between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from infra import db
+from infra.embedded.broker import TansuBroker
+from infra.embedded.postgres import EmbeddedPostgres
+from infra.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, Settings
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a database on the PostgreSQL server under test, for creating test databases."""
+    external = os.environ.get("LALIN_DATABASE__URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="lalin_admin")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(statement)
+    return make_conninfo(admin_url, dbname=name)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_admin_url: str) -> Iterator[str]:
+    """A migrated database used as the template of every test database."""
+    name = f"lalin_tmpl_{uuid.uuid4().hex[:10]}"
+    db.migrate(_create_database(pg_admin_url, name))
+    try:
+        yield name
+    finally:
+        _drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated archive database for one test."""
+    name = f"lalin_test_{uuid.uuid4().hex[:10]}"
+    url = _create_database(pg_admin_url, name, template=template_database)
+    try:
+        yield url
+    finally:
+        _drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A Tansu broker of this test's own."""
+    tansu = TansuBroker(tmp_path / "tansu.log")
+    tansu.start()
+    try:
+        yield tansu
+    finally:
+        tansu.stop()
+
+
+@pytest.fixture
+def settings(broker: TansuBroker, database_url: str, tmp_path: Path) -> Settings:
+    """Settings pointing at this test's broker and database."""
+    return Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap, broker_check_interval_s=0.5),
+                    database=DatabaseSettings(url=database_url),
+                    runtime=RuntimeSettings(data_dir=tmp_path / "lalin", summary_interval_s=1.0))

@@ -1,0 +1,115 @@
+"""`lalin up` as a user runs it: embedded services, one runtime per data directory, clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+LALIN = [sys.executable, "-m", "infra"]
+
+
+def lalin_env(database_url: str | None) -> dict[str, str]:
+    """The environment of a user's shell: embedded defaults, or the external database under test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LALIN_")}
+    if os.environ.get("LALIN_DATABASE__URL") and database_url:
+        env["LALIN_DATABASE__URL"] = database_url
+    env["LALIN_RUNTIME__SUMMARY_INTERVAL_S"] = "1"
+    return env
+
+
+def wait_for_runtime(data_dir: Path, proc: subprocess.Popen[str], timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"lalin up exited early ({proc.returncode})")
+        path = data_dir / "runtime.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        time.sleep(0.1)
+    raise AssertionError("lalin up did not describe itself in runtime.json")
+
+
+def collect_lines(proc: subprocess.Popen[str]) -> list[str]:
+    """Read the process's output as it comes, in a thread; the list grows while it runs."""
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        lines.extend(iter(proc.stdout.readline, ""))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def descendants_alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_up_runs_reports_a_rival_and_stops_every_child(tmp_path: Path, database_url: str, stop_signal: int) -> None:
+    data_dir = tmp_path / "lalin"
+    env = lalin_env(database_url)
+    proc = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    lines = collect_lines(proc)
+    try:
+        info = wait_for_runtime(data_dir, proc)
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert info["kafka"]["embedded"] is True and info["kafka"]["pid"] in children
+        if not os.environ.get("LALIN_DATABASE__URL"):
+            assert info["database"]["embedded"] is True and info["database"]["pid"] in children
+
+        rival = subprocess.run([*LALIN, "up", "--data-dir", str(data_dir)], capture_output=True, text=True, check=False,
+                               env=env, timeout=60)
+        assert "already running" in rival.stdout
+        assert str(proc.pid) in rival.stdout
+        assert [c.pid for c in psutil.Process(proc.pid).children(recursive=True)] == children  # nothing new started
+
+        status = subprocess.run([*LALIN, "status", "--json", "--data-dir", str(data_dir)], capture_output=True,
+                                text=True, env=env, timeout=60, check=True)
+        report = json.loads(status.stdout)
+        assert report["running"] is True
+        deadline = time.monotonic() + 30
+        while report.get("archive", {}).get("events", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            report = json.loads(subprocess.run([*LALIN, "status", "--json", "--data-dir", str(data_dir)],
+                                               capture_output=True, text=True, env=env, check=True).stdout)
+        assert report["archive"]["events"] > 0, "the demo generator's events reach the archive"
+        deadline = time.monotonic() + 30
+        while not any("archived" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(stop_signal)
+        proc.wait(timeout=60)
+    time.sleep(0.2)
+    output = "".join(lines)
+    assert proc.returncode == 0, output
+    assert "lalin stopped: every child process ended" in output
+    assert "archived" in output, output  # the live summary
+    assert descendants_alive(children) == []
+    assert not (data_dir / "runtime.json").exists()
+    stale = [p.pid for p in psutil.process_iter(["cmdline"]) if str(data_dir) in " ".join(p.info["cmdline"] or [])]
+    assert stale == []
+
+
+def test_status_when_nothing_runs(tmp_path: Path) -> None:
+    done = subprocess.run([*LALIN, "status", "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                          env=lalin_env(None), check=True)
+    assert "not running" in done.stdout
+
+
+def test_audit_without_a_database_says_what_to_do(tmp_path: Path) -> None:
+    done = subprocess.run([*LALIN, "audit", "verify", "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                          env=lalin_env(None), check=False)
+    assert done.returncode != 0
+    assert "LALIN_DATABASE__URL" in done.stderr
