@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 from collections.abc import Iterable
 
 import msgspec
@@ -77,17 +78,29 @@ def verify_stream(
     """
     expected_position, prev = start_position, start_prev_hash
     checked = 0
-    for rec in records:
+    for position, group in itertools.groupby(records, key=lambda r: r.position):
+        candidates = list(group)
+        if len(candidates) > 1:
+            return _inserted(stream, candidates, expected_position, prev), checked
+        rec = candidates[0]
         fault = _check_record(stream, rec, expected_position, prev)
         if fault is not None:
             return fault, checked
-        prev, expected_position, checked = rec.hash, expected_position + 1, checked + 1
+        prev, expected_position, checked = rec.hash, position + 1, checked + 1
     if head_position is not None and expected_position - 1 < head_position:
         return ChainFault(stream, expected_position, FaultKind.MISSING,
                           f"stream ends at position {expected_position - 1}, its head is {head_position}"), checked
     if head_position is not None and head_hash is not None and expected_position - 1 == head_position and prev != head_hash:
         return ChainFault(stream, head_position, FaultKind.ALTERED, "last record's hash differs from the recorded head"), checked
     return None, checked
+
+
+def _inserted(stream: str, candidates: list[ChainRecord], expected_position: int, prev: bytes) -> ChainFault:
+    """Several records claim one position: name one that does not verify there (the intruder)."""
+    intruder = next((c for c in candidates if _check_record(stream, c, expected_position, prev) is not None),
+                    candidates[-1])
+    return ChainFault(stream, intruder.position, FaultKind.INSERTED,
+                      f"{len(candidates)} records at position {intruder.position}", intruder.event_id)
 
 
 def _check_record(stream: str, rec: ChainRecord, expected_position: int, prev: bytes) -> ChainFault | None:

@@ -95,13 +95,15 @@ def test_deleting_the_newest_records_is_noticed(database_url: str) -> None:
 
 
 def test_an_inserted_record_is_named(database_url: str) -> None:
-    archive(database_url)
+    ids = archive(database_url)
     tamper(database_url, """INSERT INTO events SELECT event_time, gen_random_uuid(), stream, position, type, schema_version,
                             ingest_time, archived_at, source, key, seq, topic, kafka_partition, kafka_offset,
                             broker_epoch, body, prev_hash, hash FROM events WHERE stream = %s AND position = 5""", STREAM)
     code, report = verify(database_url)
     assert code == 1
-    assert (report["faults"][0]["kind"], report["faults"][0]["position"]) == ("inserted", 5)
+    [fault] = report["faults"]
+    assert (fault["kind"], fault["position"]) == ("inserted", 5)
+    assert fault["event_id"] != ids[4]  # the forged copy is named, not the original
 
 
 def test_human_readable_output_names_stream_position_and_event(database_url: str) -> None:
