@@ -30,7 +30,7 @@ LALIN_NAMESPACE = uuid.UUID("6c616c69-6e00-4000-8000-617263686976")
 ARCHIVER_SOURCE = "lalin:archiver"
 
 
-class RawRecord(msgspec.Struct, frozen=True):
+class RawRecord(msgspec.Struct, frozen=True, gc=False):
     """One record as consumed from Kafka."""
 
     topic: str
@@ -40,7 +40,7 @@ class RawRecord(msgspec.Struct, frozen=True):
     value: bytes
 
 
-class StreamHead(msgspec.Struct, frozen=True):
+class StreamHead(msgspec.Struct, frozen=True, gc=False):
     """A stream's last archived record (position, hash), highest sequence number and open gaps."""
 
     position: int
@@ -49,13 +49,13 @@ class StreamHead(msgspec.Struct, frozen=True):
     open_gaps: tuple[Gap, ...] = ()
 
 
-class ArchiveRow(msgspec.Struct, frozen=True):
+class ArchiveRow(msgspec.Struct, frozen=True, gc=False):
     """One event to append to the archive, already linked into its stream's chain."""
 
     stream: str
     position: int
     event: Envelope
-    canonical: bytes
+    body: bytes
     prev_hash: bytes
     hash: bytes
     topic: str
@@ -63,7 +63,7 @@ class ArchiveRow(msgspec.Struct, frozen=True):
     offset: int
 
 
-class DeadLetter(msgspec.Struct, frozen=True):
+class DeadLetter(msgspec.Struct, frozen=True, gc=False):
     """A record that could not become an event, with the reason and its raw bytes."""
 
     topic: str
@@ -92,12 +92,17 @@ class Limits(msgspec.Struct, frozen=True):
     max_future_s: float = 5.0
 
 
-class Classified(msgspec.Struct, frozen=True):
-    """A raw record with its decoding: exactly one of ``decoded`` and ``error`` is set."""
+class Classified(msgspec.Struct, frozen=True, gc=False):
+    """A raw record with its decoding, or the reason (code and message) it could not be decoded.
+
+    Only strings are kept of an error: an exception's traceback would tie this struct into a
+    reference cycle that, with ``gc=False``, could never be collected.
+    """
 
     record: RawRecord
     decoded: Decoded | None = None
-    error: InvalidEvent | None = None
+    reason: str = ""
+    detail: str = ""
 
 
 DEFAULT_LIMITS = Limits()
@@ -110,7 +115,7 @@ def classify(records: Iterable[RawRecord], now: datetime, limits: Limits = DEFAU
         try:
             decoded = decode_event(record.value, now, max_bytes=limits.max_event_bytes, max_future_s=limits.max_future_s)
         except InvalidEvent as err:
-            out.append(Classified(record, error=err))
+            out.append(Classified(record, reason=err.reason, detail=err.message))
             continue
         out.append(Classified(record, decoded=decoded))
     return out
@@ -157,9 +162,8 @@ class _PlanBuilder:
         record, decoded = item.record, item.decoded
         self.next_offsets[(record.topic, record.partition)] = record.offset + 1
         if decoded is None:
-            reason, detail = (item.error.reason, item.error.message) if item.error else ("invalid", "no decoding")
             self.dead.append(DeadLetter(record.topic, record.partition, record.offset, record.key,
-                                        record.value, reason, detail))
+                                        record.value, item.reason or "invalid", item.detail))
             return
         if decoded.event.event_id in self.seen:
             self.duplicates += 1
@@ -174,14 +178,14 @@ class _PlanBuilder:
         check = check_sequence(head.last_seq if head else None, event.seq, head.open_gaps if head else ())
         if check.is_anomaly:
             self._record_anomaly(record, stream, event, check)
-        self._link(record, stream, event, decoded.canonical, check)
+        self._link(record, stream, event, decoded.body, check)
 
-    def _link(self, record: RawRecord, stream: str, event: Envelope, canonical: bytes, check: SequenceCheck) -> None:
+    def _link(self, record: RawRecord, stream: str, event: Envelope, body: bytes, check: SequenceCheck) -> None:
         head = self.heads.get(stream)
         position = head.position + 1 if head else 1
         prev = head.hash if head else bytes(32)
-        digest = link(prev, position, canonical)
-        self.rows.append(ArchiveRow(stream, position, event, canonical, prev, digest,
+        digest = link(prev, position, body)
+        self.rows.append(ArchiveRow(stream, position, event, body, prev, digest,
                                     record.topic, record.partition, record.offset))
         self.heads[stream] = StreamHead(position, digest, check.last_seq, check.open_gaps)
         self.changed.add(stream)

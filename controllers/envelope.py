@@ -42,8 +42,8 @@ Key = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-
 TypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class _Header(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The envelope with its payload still a plain mapping (first decoding stage)."""
+class _RawHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The envelope decoded straight from JSON bytes, its payload left undecoded (the fast path)."""
 
     event_id: uuid.UUID
     type: TypeName
@@ -53,12 +53,23 @@ class _Header(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: Source
     key: Key
     seq: Sequence
-    payload: dict[str, Any]
+    payload: msgspec.Raw
     causation_id: uuid.UUID | None = None
     correlation_id: uuid.UUID | None = None
 
 
-class Envelope(msgspec.Struct, frozen=True):
+_RAW_HEADER_DECODER = msgspec.json.Decoder(_RawHeader)
+_PAYLOAD_DECODERS: dict[type[Payload], msgspec.json.Decoder[Any]] = {}
+
+
+def _payload_decoder(payload_type: type[Payload]) -> msgspec.json.Decoder[Any]:
+    decoder = _PAYLOAD_DECODERS.get(payload_type)
+    if decoder is None:
+        decoder = _PAYLOAD_DECODERS[payload_type] = msgspec.json.Decoder(payload_type)
+    return decoder
+
+
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """A validated event at the current schema version of its type; times are in UTC."""
 
     event_id: uuid.UUID
@@ -74,15 +85,16 @@ class Envelope(msgspec.Struct, frozen=True):
     correlation_id: uuid.UUID | None = None
 
 
-class Decoded(msgspec.Struct, frozen=True):
+class Decoded(msgspec.Struct, frozen=True, gc=False):
     """An inbound record that passed validation.
 
-    ``canonical`` is the record exactly as received (its own schema version) re-encoded with
-    sorted keys and no whitespace: the bytes the archive stores and hash-chains.
+    ``body`` is the record byte for byte as received (at its own schema version): what the
+    archive stores and hash-chains. lalin's own producers write canonical JSON (sorted keys,
+    UTC times, see :func:`encode_event`), so their records are canonical as received.
     """
 
     event: Envelope
-    canonical: bytes
+    body: bytes
 
 
 def stream_id(topic: str, key: str, source: str) -> str:
@@ -95,31 +107,25 @@ def canonical_bytes(obj: Any) -> bytes:
     return msgspec.json.encode(obj, order="sorted")
 
 
-def _parse_json(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    if len(raw) > max_bytes:
-        raise OversizedEvent(f"record is {len(raw)} bytes, over the cap of {max_bytes} bytes")
-    try:
-        obj = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError) as err:
-        raise MalformedEvent(f"not valid JSON: {err}") from err
-    if not isinstance(obj, dict):
-        raise MalformedEvent(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _validate_wire(wire: dict[str, Any], now: datetime, max_future_s: float) -> Envelope:
-    try:
-        header = msgspec.convert(wire, _Header)
-    except msgspec.ValidationError as err:
-        raise EventOutOfBounds(f"envelope: {err}") from err
+def _decode_payload(header: _RawHeader) -> Payload:
+    """The payload at its type's current version: decoded from bytes, or upcast first when older."""
     if header.type not in EVENT_TYPES:
         raise UnknownEventType(f"unknown event type {header.type!r}")
-    payload_dict = upcast(header.type, header.schema_version, header.payload)
     version, payload_type = EVENT_TYPES[header.type]
     try:
-        payload = msgspec.convert(payload_dict, payload_type)
+        if header.schema_version == version:
+            payload: Payload = _payload_decoder(payload_type).decode(header.payload)
+            return payload
+        raw_payload = msgspec.json.decode(header.payload)
+        if not isinstance(raw_payload, dict):
+            raise EventOutOfBounds(f"payload of {header.type}: expected an object")
+        return msgspec.convert(upcast(header.type, header.schema_version, raw_payload), payload_type)
     except msgspec.ValidationError as err:
         raise EventOutOfBounds(f"payload of {header.type}: {err}") from err
+
+
+def _envelope(header: _RawHeader, now: datetime, max_future_s: float) -> Envelope:
+    payload = _decode_payload(header)
     limit = now + timedelta(seconds=max_future_s)
     for name in ("event_time", "ingest_time"):
         value: datetime = getattr(header, name)
@@ -129,7 +135,7 @@ def _validate_wire(wire: dict[str, Any], now: datetime, max_future_s: float) -> 
     return Envelope(
         event_id=header.event_id,
         type=header.type,
-        schema_version=version,
+        schema_version=EVENT_TYPES[header.type][0],
         event_time=header.event_time.astimezone(UTC),
         ingest_time=header.ingest_time.astimezone(UTC),
         source=header.source,
@@ -139,6 +145,26 @@ def _validate_wire(wire: dict[str, Any], now: datetime, max_future_s: float) -> 
         causation_id=header.causation_id,
         correlation_id=header.correlation_id,
     )
+
+
+def _raise_if_malformed(raw: bytes) -> None:
+    try:
+        msgspec.json.decode(raw)
+    except msgspec.DecodeError as err:
+        raise MalformedEvent(f"not valid JSON: {err}") from err
+
+
+def _validate_bytes(raw: bytes, now: datetime, max_future_s: float) -> Envelope:
+    try:
+        header = _RAW_HEADER_DECODER.decode(raw)
+    except msgspec.ValidationError as err:
+        _raise_if_malformed(raw)  # only on the error path: schema errors can surface before syntax errors
+        if str(err).startswith("Expected `object`, got") and " - at `$" not in str(err):
+            raise MalformedEvent(f"expected a JSON object: {err}") from err
+        raise EventOutOfBounds(f"envelope: {err}") from err
+    except msgspec.DecodeError as err:
+        raise MalformedEvent(f"not valid JSON: {err}") from err
+    return _envelope(header, now, max_future_s)
 
 
 def decode_event(
@@ -154,15 +180,14 @@ def decode_event(
     record is oversized (``max_bytes``), malformed, of an unknown type or version, out of
     bounds, or has an event or ingest time more than ``max_future_s`` seconds after ``now``.
     """
-    wire = _parse_json(raw, max_bytes)
-    event = _validate_wire(wire, now, max_future_s)
-    return Decoded(event=event, canonical=canonical_bytes(wire))
+    if len(raw) > max_bytes:
+        raise OversizedEvent(f"record is {len(raw)} bytes, over the cap of {max_bytes} bytes")
+    return Decoded(event=_validate_bytes(raw, now, max_future_s), body=raw)
 
 
-def decode_archived(canonical: bytes) -> Envelope:
+def decode_archived(body: bytes) -> Envelope:
     """Decode an archived record (already validated at ingest) and upcast it; no time bound."""
-    wire = _parse_json(canonical, max_bytes=2**31)
-    return _validate_wire(wire, now=datetime.max.replace(tzinfo=UTC) - timedelta(days=1), max_future_s=0.0)
+    return _validate_bytes(body, now=datetime.max.replace(tzinfo=UTC) - timedelta(days=1), max_future_s=0.0)
 
 
 def make_event(

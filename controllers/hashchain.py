@@ -1,9 +1,9 @@
 """The archive's tamper-evident hash chain (pure functions).
 
 Each archived record belongs to a stream and has a position in it (1, 2, 3, ...). Its hash
-covers the previous record's hash, its own position and its canonical bytes::
+covers the previous record's hash, its own position and its body (the bytes as received)::
 
-    hash_n = SHA-256( hash_{n-1} || position_n as 8 bytes big-endian || canonical_n )
+    hash_n = SHA-256( hash_{n-1} || position_n as 8 bytes big-endian || body_n )
     hash_0 = 32 zero bytes (the genesis of every stream)
 
 Changing, removing or inserting any record breaks the link of that record or of the next,
@@ -22,11 +22,11 @@ import msgspec
 GENESIS = bytes(32)
 
 
-def link(prev_hash: bytes, position: int, canonical: bytes) -> bytes:
+def link(prev_hash: bytes, position: int, body: bytes) -> bytes:
     """The hash of the record at ``position`` (1-based) whose predecessor hashed to ``prev_hash``."""
     digest = hashlib.sha256(prev_hash)
     digest.update(position.to_bytes(8, "big"))
-    digest.update(canonical)
+    digest.update(body)
     return digest.digest()
 
 
@@ -54,10 +54,10 @@ class ChainRecord(msgspec.Struct, frozen=True):
 
     position: int
     event_id: str
-    canonical: bytes
+    body: bytes
     prev_hash: bytes
     hash: bytes
-    columns_match: bool = True  # the indexed columns agree with the canonical bytes
+    columns_match: bool = True  # the indexed columns agree with the body
 
 
 def verify_stream(
@@ -113,7 +113,7 @@ def _check_record(stream: str, rec: ChainRecord, expected_position: int, prev: b
     if rec.prev_hash != prev:
         return ChainFault(stream, rec.position, FaultKind.BROKEN_LINK,
                           "stored previous hash is not the predecessor's hash", rec.event_id)
-    if link(prev, rec.position, rec.canonical) != rec.hash or not rec.columns_match:
+    if link(prev, rec.position, rec.body) != rec.hash or not rec.columns_match:
         return ChainFault(stream, rec.position, FaultKind.ALTERED,
                           "content does not match its hash", rec.event_id)
     return None

@@ -1,6 +1,8 @@
 """Payload schemas of lalin's event types (current schema versions).
 
-Each payload is a frozen ``msgspec.Struct`` that rejects unknown fields. Every number is
+Each payload is a frozen ``msgspec.Struct`` that rejects unknown fields. Structs are declared
+``gc=False`` (they hold only values and other structs, never cycles), which keeps Python's
+cycle collector off the archiver's hot path. Every number is
 bounded (so NaN and infinities are refused) and every unit is in the field name:
 ``_s`` seconds, ``_m`` metres, ``_kmh`` kilometres per hour, ``_veh`` vehicles; occupancy
 and confidence are fractions in [0, 1]. Strings and lists have size caps.
@@ -30,11 +32,11 @@ Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Sequence = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
-class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Base of every payload; subclasses are registered in ``controllers.event_types``."""
 
 
-class VolumeByClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class VolumeByClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Vehicles counted in one interval, by class (vehicles, not PCU)."""
 
     motorcycle: VehicleCount = 0
@@ -47,7 +49,7 @@ class VolumeByClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.motorcycle + self.car + self.heavy
 
 
-class DetectorCounted(Payload, frozen=True, forbid_unknown_fields=True):
+class DetectorCounted(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A loop or virtual detector's count over ``interval_s`` seconds ending at event time."""
 
     detector_id: Identifier
@@ -70,14 +72,14 @@ class IncidentKind(enum.StrEnum):
     OTHER = "other"
 
 
-class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Incident(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """An incident seen by camera analytics, with its confidence (0..1)."""
 
     kind: IncidentKind
     confidence: Fraction
 
 
-class CameraObserved(Payload, frozen=True, forbid_unknown_fields=True):
+class CameraObserved(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """CCTV analytics for one approach over ``interval_s`` seconds."""
 
     camera_id: Identifier
@@ -109,7 +111,7 @@ class GroupState(enum.StrEnum):
     DARK = "dark"
 
 
-class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True):
+class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A controller's reported state: mode, running plan, stage and each group's aspect."""
 
     controller_id: Identifier
@@ -142,7 +144,7 @@ class Severity(enum.StrEnum):
     CRITICAL = "critical"
 
 
-class ControllerFaulted(Payload, frozen=True, forbid_unknown_fields=True):
+class ControllerFaulted(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A fault raised (``active``) or cleared by a controller or by lalin about one."""
 
     controller_id: Identifier
@@ -152,14 +154,14 @@ class ControllerFaulted(Payload, frozen=True, forbid_unknown_fields=True):
     detail: ShortText = ""
 
 
-class TimeWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TimeWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """A half-open interval [start, end) of event time."""
 
     start: AwareTime
     end: AwareTime
 
 
-class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Why a command was given: inputs, rule, configuration and (if a person acted) who."""
 
     rule: Identifier
@@ -171,7 +173,7 @@ class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: ShortText | None = None
 
 
-class TimingPlanCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="timing_plan", tag_field="kind"):
+class TimingPlanCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag="timing_plan", tag_field="kind"):
     """Run a timing: cycle and offset (seconds) and a green time per stage (seconds)."""
 
     plan_id: Annotated[int, msgspec.Meta(ge=0, le=65_535)]
@@ -180,7 +182,7 @@ class TimingPlanCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     stage_greens_s: Annotated[list[Annotated[float, msgspec.Meta(ge=0.0, le=600.0)]], msgspec.Meta(min_length=1, max_length=16)]
 
 
-class VmsMessageCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="vms_message", tag_field="kind"):
+class VmsMessageCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag="vms_message", tag_field="kind"):
     """Show pages of text lines on a board for ``duration_s`` seconds at a priority (1 = highest)."""
 
     pages: Annotated[
@@ -191,7 +193,7 @@ class VmsMessageCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     duration_s: DurationSeconds
 
 
-class ModeChangeCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="mode_change", tag_field="kind"):
+class ModeChangeCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag="mode_change", tag_field="kind"):
     """Switch a controller's control mode."""
 
     mode: ControlMode
@@ -200,7 +202,7 @@ class ModeChangeCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
 CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand
 
 
-class CommandIssued(Payload, frozen=True, forbid_unknown_fields=True):
+class CommandIssued(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A command sent to a device (controller or VMS board), with its provenance."""
 
     command_id: uuid.UUID
@@ -217,7 +219,7 @@ class CommandOutcome(enum.StrEnum):
     TIMED_OUT = "timed_out"
 
 
-class CommandAcknowledged(Payload, frozen=True, forbid_unknown_fields=True):
+class CommandAcknowledged(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """The end of a command at the device: acknowledged (read back), rejected or timed out."""
 
     command_id: uuid.UUID
@@ -226,7 +228,7 @@ class CommandAcknowledged(Payload, frozen=True, forbid_unknown_fields=True):
     detail: ShortText = ""
 
 
-class OperatorActed(Payload, frozen=True, forbid_unknown_fields=True):
+class OperatorActed(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A person did something (override, acknowledge an alarm, approve); a reason is required."""
 
     operator: Identifier
@@ -245,7 +247,7 @@ class SequenceAnomalyKind(enum.StrEnum):
     REGRESSION = "regression"  # a number at or below one already archived, with a new event id
 
 
-class SequenceAnomalyDetected(Payload, frozen=True, forbid_unknown_fields=True):
+class SequenceAnomalyDetected(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """lalin found a hole or a jump in a stream's per-source sequence numbers."""
 
     stream: Annotated[str, msgspec.Meta(max_length=300)]
@@ -255,7 +257,7 @@ class SequenceAnomalyDetected(Payload, frozen=True, forbid_unknown_fields=True):
     missing_count: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 
 
-class BrokerRestartDetected(Payload, frozen=True, forbid_unknown_fields=True):
+class BrokerRestartDetected(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """The Kafka broker lost its log (a restart of a memory-only broker, or a wiped cluster).
 
     Events acknowledged by the old broker after ``at_risk_from`` and not archived may be

@@ -74,7 +74,7 @@ async def _copy_rows(conn: psycopg.AsyncConnection[Any], rows: list[ArchiveRow],
             e = r.event
             await copy.write_row((e.event_time, e.event_id, r.stream, r.position, e.type, e.schema_version,
                                   e.ingest_time, now, e.source, e.key, e.seq, r.topic, r.partition, r.offset,
-                                  epoch, r.canonical.decode(), r.prev_hash, r.hash))
+                                  epoch, r.body.decode(), r.prev_hash, r.hash))
 
 
 async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group_id: str, epoch: str, now: datetime) -> None:

@@ -3,7 +3,7 @@
 For each stream recorded in ``stream_heads`` (and any stream found only in ``events``), the
 records are read in position order and checked with :func:`controllers.hashchain.verify_stream`:
 each record must sit at the next position, link to its predecessor's hash, hash to its
-stored hash, and have indexed columns that agree with its canonical body; the stream must
+stored hash, and have indexed columns that agree with its body; the stream must
 end at its recorded head. ``--since T`` starts each stream at its last checkpoint before T.
 """
 
@@ -57,7 +57,7 @@ def _records(conn: psycopg.Connection[Any], stream: str, start_position: int) ->
                        FROM events WHERE stream = %s AND position >= %s ORDER BY position, event_id""",
                     (stream, start_position))
         for row in cur:
-            yield ChainRecord(position=row[0], event_id=str(row[1]), canonical=row[2].encode(),
+            yield ChainRecord(position=row[0], event_id=str(row[1]), body=row[2].encode(),
                               prev_hash=bytes(row[3]), hash=bytes(row[4]), columns_match=_columns_match(row))
 
 

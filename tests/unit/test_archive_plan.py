@@ -56,7 +56,7 @@ def test_the_plan_chains_each_stream_and_verifies() -> None:
     for src in ("det:a", "det:b"):
         stream = stream_id(TOPIC, "K01", src)
         rows = [r for r in result.rows if r.stream == stream]
-        chain = [ChainRecord(r.position, str(r.event.event_id), r.canonical, r.prev_hash, r.hash) for r in rows]
+        chain = [ChainRecord(r.position, str(r.event.event_id), r.body, r.prev_hash, r.hash) for r in rows]
         fault, checked = verify_stream(stream, chain, head_position=5, head_hash=result.heads[stream].hash)
         assert fault is None and checked == 5
         assert result.heads[stream].last_seq == 5

@@ -31,7 +31,7 @@ def test_an_untouched_chain_verifies(contents) -> None:
 def test_any_altered_record_is_named(contents, data) -> None:
     records = chain(contents)
     i = data.draw(st.integers(0, len(records) - 1))
-    records[i] = ChainRecord(records[i].position, records[i].event_id, records[i].canonical + b"!",
+    records[i] = ChainRecord(records[i].position, records[i].event_id, records[i].body + b"!",
                              records[i].prev_hash, records[i].hash)
     fault, _ = verify_stream("s", records, head_position=len(records), head_hash=records[-1].hash)
     assert fault is not None and fault.kind == FaultKind.ALTERED and fault.position == i + 1
@@ -52,7 +52,7 @@ def test_any_deleted_record_is_named(contents, data) -> None:
 def test_any_inserted_record_is_named(contents, data) -> None:
     records = chain(contents)
     i = data.draw(st.integers(0, len(records) - 1))
-    forged = ChainRecord(records[i].position, "forged", records[i].canonical, records[i].prev_hash, records[i].hash,
+    forged = ChainRecord(records[i].position, "forged", records[i].body, records[i].prev_hash, records[i].hash,
                          columns_match=False)  # a copy of the record under another id
     before = data.draw(st.booleans())  # the database may return the intruder first or second
     records.insert(i if before else i + 1, forged)
