@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from controllers.archive_plan import BatchPlan, Limits, RawRecord
 from infra.archive_store import ArchiveWriter, load_offsets
@@ -78,10 +79,11 @@ class Archiver:
     """One archiver member of the ``lalin-archiver`` consumer group."""
 
     def __init__(self, settings: Settings, bootstrap: str, database_url: str, catalogue: TopicCatalogue,
-                 epoch: str, producer: AIOKafkaProducer | None = None, clock: Clock = utc_now) -> None:
+                 epoch: str, producer: AIOKafkaProducer | None = None, clock: Clock = utc_now,
+                 stats: ArchiverStats | None = None) -> None:
         self.settings, self.bootstrap, self.database_url = settings, bootstrap, database_url
         self.catalogue, self.epoch, self.producer, self.clock = catalogue, epoch, producer, clock
-        self.stats = ArchiverStats()
+        self.stats = stats if stats is not None else ArchiverStats()
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.writer: ArchiveWriter | None = None
@@ -117,7 +119,21 @@ class Archiver:
         plan = await self.writer.write(records, self.epoch, now)
         self.stats.add(plan, len(records), now)
         await self._forward_dead_letters(plan, now)
+        await self._commit_to_kafka(plan)
         return len(records)
+
+    async def _commit_to_kafka(self, plan: BatchPlan) -> None:
+        """Mirror the offsets just committed in PostgreSQL to Kafka, for standard lag monitoring.
+
+        Best effort: PostgreSQL is the truth (a broker that lost them changes nothing), so a
+        failed commit — during a rebalance, say — is logged and otherwise ignored.
+        """
+        assert self.consumer is not None
+        offsets = {TopicPartition(t, p): o for (t, p), o in plan.next_offsets.items() if p >= 0}
+        try:  # bounded: with its coordinator gone, aiokafka would wait for a new one indefinitely
+            await asyncio.wait_for(self.consumer.commit(offsets), timeout=self.settings.kafka.request_timeout_ms / 1000)
+        except (KafkaError, TimeoutError) as err:
+            log.info("mirroring offsets to Kafka failed (PostgreSQL holds them): %r", err)
 
     async def _forward_dead_letters(self, plan: BatchPlan, now: datetime) -> None:
         if self.producer is None or not plan.dead_letters:
@@ -140,3 +156,10 @@ class Archiver:
         for conn in (self.conn, self._seek_conn):
             if conn is not None:
                 await conn.close()
+
+    async def stop_quietly(self) -> None:
+        """Stop after a failure: errors while closing broken connections are logged, not raised."""
+        try:
+            await self.stop()
+        except (psycopg.Error, KafkaError, OSError) as err:
+            log.warning("closing a failed archiver: %r", err)

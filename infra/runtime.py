@@ -18,13 +18,15 @@ from datetime import datetime
 from typing import Any, TextIO
 
 import psycopg
+from aiokafka.errors import KafkaError
 
 from controllers.archive_plan import Limits, RawRecord
 from controllers.envelope import encode_event
+from controllers.errors import LalinError
 from controllers.payloads import BrokerRestartDetected
 from infra import db
 from infra.archive_store import ArchiveWriter
-from infra.archiver import Archiver, utc_now
+from infra.archiver import Archiver, ArchiverStats, utc_now
 from infra.broker_epoch import EpochWatch
 from infra.checkpoints import write_checkpoint
 from infra.embedded.broker import TansuBroker
@@ -61,6 +63,8 @@ class Runtime:
         self.epoch = ""
         self.epoch_confirmed_at = clock()
         self.restarts_detected = 0
+        self.archiver_failures = 0
+        self.archive_stats = ArchiverStats()  # counters shared by every archiver this runtime starts
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stop = asyncio.Event()
         self._archiver_stop = asyncio.Event()
@@ -128,18 +132,62 @@ class Runtime:
 
     async def _start_archiver(self) -> None:
         assert self.publisher is not None
-        self.archiver = Archiver(self.settings, self.bootstrap, self.database_url, self.catalogue, self.epoch,
-                                 producer=self.publisher.producer, clock=self.clock)
+        self.archiver = self._new_archiver()
         await self.archiver.start()
         self._archiver_stop = asyncio.Event()
-        self._archiver_task = asyncio.create_task(self.archiver.run(self._archiver_stop), name="archiver")
+        self._archiver_task = asyncio.create_task(self._supervise_archiver(self._archiver_stop), name="archiver")
 
-    async def _stop_archiver(self) -> None:
+    def _new_archiver(self) -> Archiver:
+        return Archiver(self.settings, self.bootstrap, self.database_url, self.catalogue, self.epoch,
+                        producer=self.publisher.producer if self.publisher else None, clock=self.clock,
+                        stats=self.archive_stats)
+
+    async def _supervise_archiver(self, stop: asyncio.Event) -> None:
+        """Run the archiver; when it fails (database or broker trouble), alarm and restart it with backoff.
+
+        A restarted archiver resumes from the offsets stored with the archive, so nothing is lost
+        or archived twice; the failures are counted in ``archiver_failures``.
+        """
+        backoff_s = 0.5
+        while not stop.is_set():
+            assert self.archiver is not None
+            try:
+                await self.archiver.run(stop)
+                return
+            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
+                self.archiver_failures += 1
+                self.say(f"ALARM archiver failed ({type(err).__name__}: {err}); restarting in {backoff_s:.1f} s")
+            await self.archiver.stop_quietly()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=backoff_s)
+                return
+            except TimeoutError:
+                backoff_s = min(backoff_s * 2, 30.0)
+            self.archiver = self._new_archiver()
+            try:
+                await self.archiver.start()
+                backoff_s = 0.5
+            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
+                self.say(f"ALARM archiver cannot restart yet ({type(err).__name__}: {err})")
+
+    async def _stop_archiver_task(self, grace_s: float = 5.0) -> None:
+        """Ask the archiver to stop after its current batch; cancel it if it is stuck (e.g. on a dead broker).
+
+        Cancelling is safe: a batch's transaction either committed with its offsets or rolls back.
+        """
         self._archiver_stop.set()
         if self._archiver_task is not None:
+            done, _ = await asyncio.wait({self._archiver_task}, timeout=grace_s)
+            if not done:
+                self._archiver_task.cancel()
             await asyncio.gather(self._archiver_task, return_exceptions=True)
+            self._archiver_task = None
+
+    async def _stop_archiver(self) -> None:
+        await self._stop_archiver_task()
         if self.archiver is not None:
-            await self.archiver.stop()
+            await self.archiver.stop_quietly()
+            self.archiver = None
 
     # --- broker epochs ----------------------------------------------------------------
     async def _record_epoch_seen(self) -> None:
@@ -163,7 +211,7 @@ class Runtime:
     async def _handle_broker_restart(self) -> None:
         assert self.watch is not None and self.publisher is not None and self._conn is not None
         detected_at, old_epoch = self.clock(), self.epoch
-        last_commit = self.archiver.stats.last_commit_at if self.archiver else None
+        last_commit = self.archive_stats.last_commit_at
         at_risk_from = min(t for t in (self.epoch_confirmed_at, last_commit) if t is not None)
         await self._stop_archiver()
         self.epoch = await self.watch.establish(self.publisher.producer, detected_at)
@@ -198,16 +246,14 @@ class Runtime:
                 await action()
 
     async def _summary(self) -> None:
-        stats = self.archiver.stats if self.archiver else None
-        if stats is None:
-            return
+        stats = self.archive_stats
         now = self.clock()
         rate = (stats.consumed - self._last_consumed) / self.settings.runtime.summary_interval_s
         self._last_consumed = stats.consumed
         generated = f"generated {self.generator.sent} | " if self.generator else ""
         self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
                  f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
-                 f"{stats.anomalies:,} | broker restarts {self.restarts_detected}")
+                 f"{stats.anomalies:,} | broker restarts {self.restarts_detected} | archiver restarts {self.archiver_failures}")
 
     async def _checkpoint(self) -> None:
         assert self._conn is not None
@@ -244,9 +290,22 @@ class Runtime:
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     log.error("background task failed: %r", result)
+            await self._drain_archiver()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+
+    async def _drain_archiver(self, timeout_s: float = 15.0) -> None:
+        """After the producers stopped, archive what the broker still holds (an embedded broker forgets it)."""
+        await self._stop_archiver_task()
+        if self.archiver is None or self.archiver.consumer is None:
+            return
+        empty, deadline = 0, asyncio.get_running_loop().time() + timeout_s
+        try:
+            while empty < 2 and asyncio.get_running_loop().time() < deadline:
+                empty = empty + 1 if await self.archiver.run_once(timeout_ms=300) == 0 else 0
+        except (LalinError, psycopg.Error, KafkaError, OSError) as err:
+            self.say(f"ALARM could not archive the last records before stopping: {err}")
 
     # --- stop -----------------------------------------------------------------------------
     async def stop(self) -> None:
