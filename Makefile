@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lalin-installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-external-pg lint bench clean
 
 $(STAMP): setup.py pyproject.toml requirements.txt requirements-dev.txt $(wildcard cext/*.pyx)
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check controllers cext infra streams devices tests bench
 	$(BIN)/mypy
+	LALIN_NO_EXTENSIONS=1 $(BIN)/pytest -q -p no:cacheprovider tests/unit  # the pure-Python twins
 	$(BIN)/pytest
+
+# The same suite against the PostgreSQL of the developer machines (127.0.0.1:5432, database test).
+test-external-pg: $(STAMP)
+	LALIN_DATABASE__URL=postgresql://postgres@127.0.0.1:5432/test $(BIN)/pytest tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check controllers cext infra streams devices tests bench

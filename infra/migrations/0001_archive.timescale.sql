@@ -16,3 +16,10 @@ CREATE INDEX events_key_time ON events (key, event_time);
 ALTER TABLE events SET (timescaledb.compress, timescaledb.compress_segmentby = 'stream',
                         timescaledb.compress_orderby = 'position');
 SELECT add_compression_policy('events', interval '7 days');
+
+-- Dashboards read pre-aggregated counts, not raw events: events per 5 minutes per key and type.
+CREATE MATERIALIZED VIEW events_5min WITH (timescaledb.continuous) AS
+    SELECT time_bucket(interval '5 minutes', event_time) AS bucket, key, type, count(*) AS events
+    FROM events GROUP BY bucket, key, type WITH NO DATA;
+SELECT add_continuous_aggregate_policy('events_5min', start_offset => interval '1 day',
+                                       end_offset => interval '5 minutes', schedule_interval => interval '5 minutes');
