@@ -8,7 +8,10 @@ Measured in one run, on the embedded Tansu broker and an embedded PostgreSQL it 
 * archive: lalin's archiver end to end (decode + validate + dedup + hash chain + COPY +
   heads + offsets, one transaction per batch).
 
-Usage: python bench/archive.py [--events 200000] [--keys 41]
+Each measurement is repeated (``--repeat``, fresh databases each time) and the median is
+reported, with the spread, because the COPY baseline varies by ±15 % between runs here.
+
+Usage: python bench/archive.py [--events 200000] [--keys 41] [--repeat 3]
 Message granularity: one DetectorCounted event (~330 bytes of JSON) per Kafka record.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -100,25 +104,21 @@ async def raw_consume(settings: Settings, bootstrap: str, n: int) -> tuple[float
     return elapsed, got
 
 
-async def raw_copy(url: str, records: list[RawRecord]) -> float:
+def raw_copy(url: str, records: list[RawRecord]) -> float:
     """Binary COPY of the archiver's own rows (planned beforehand, untimed) into an empty events table."""
     now = datetime.now(UTC)
     plan = plan_batch(classify(records, now), now, {}, set())
     rows = [(r.event.event_time, r.event.event_id, r.stream, r.position, r.event.type, r.event.schema_version,
              r.event.ingest_time, now, r.event.source, r.event.key, r.event.seq, r.topic, r.partition, r.offset,
              "bench", r.body.decode(), r.prev_hash, r.hash) for r in plan.rows]
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    await db.ensure_day_partitions(conn, {now.date()}, set())
-    started = time.perf_counter()
-    async with conn.transaction():
-        cur = conn.cursor()
-        async with cur.copy(_COPY_EVENTS) as copy:
+    with psycopg.connect(url, autocommit=True) as conn:
+        db.ensure_day_partitions(conn, {now.date()}, set())
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(_COPY_EVENTS) as copy:
             copy.set_types(_EVENT_TYPES)
             for row in rows:
-                await copy.write_row(row)
-    elapsed = time.perf_counter() - started
-    await conn.close()
-    return elapsed
+                copy.write_row(row)
+        return time.perf_counter() - started
 
 
 async def archive(settings: Settings, bootstrap: str, url: str, n: int) -> float:
@@ -135,9 +135,13 @@ async def archive(settings: Settings, bootstrap: str, url: str, n: int) -> float
         await archiver.run_once(timeout_ms=100)  # nor is the first batch
     first = archiver.stats.consumed
     started = time.perf_counter()
+    stop = asyncio.Event()
+    running = asyncio.create_task(archiver.run(stop))  # the production loop (overlaps consecutive batches)
     while archiver.stats.consumed < n:
-        await archiver.run_once(timeout_ms=500)
+        await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - started
+    stop.set()
+    await running
     await archiver.stop()
     return elapsed * n / (n - first)  # seconds for n events at the measured rate
 
@@ -150,7 +154,7 @@ def fresh_database(admin_url: str, name: str) -> str:
     return url
 
 
-async def main(n: int, keys: int) -> None:
+async def main(n: int, keys: int, repeat: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="lalin-bench-"))
     pg = EmbeddedPostgres(work / "pg", database="bench_admin")
     pg.start()
@@ -165,18 +169,27 @@ async def main(n: int, keys: int) -> None:
         await provision_topics(settings.kafka, broker.bootstrap, catalogue)
         records = make_records(n, keys)
         produce_s = await produce(settings, broker.bootstrap, records)
-        consume_s, raw = await raw_consume(settings, broker.bootstrap, n)
-        copy_s = await raw_copy(fresh_database(pg.url, "bench_copy"), raw)
-        archive_s = await archive(settings, broker.bootstrap, fresh_database(pg.url, "bench_archive"), n)
+        consume, copy, archived = [], [], []
+        for i in range(repeat):
+            consume_s, raw = await raw_consume(settings, broker.bootstrap, n)
+            consume.append(consume_s)
+            copy.append(raw_copy(fresh_database(pg.url, f"bench_copy_{i}"), raw))
+            archived.append(await archive(settings, broker.bootstrap, fresh_database(pg.url, f"bench_archive_{i}"), n))
+        consume_s, copy_s, archive_s = (statistics.median(xs) for xs in (consume, copy, archived))
     finally:
         broker.stop()
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     rates = {"produce (send_batch)": n / produce_s, "raw consume (getmany)": n / consume_s,
              "raw binary COPY (same rows, same table)": n / copy_s, "archive end to end": n / archive_s}
-    print(f"events: {n:,} DetectorCounted, one per record (~{len(records[0][1])} bytes), {keys} keys")
+    spread = {"raw consume (getmany)": consume, "raw binary COPY (same rows, same table)": copy,
+              "archive end to end": archived}
+    print(f"events: {n:,} DetectorCounted, one per record (~{len(records[0][1])} bytes), {keys} keys; "
+          f"median of {repeat} runs")
     for name, rate in rates.items():
-        print(f"  {name:42s} {rate:>12,.0f} events/s")
+        runs = spread.get(name)
+        detail = f"   (runs: {', '.join(f'{n / s:,.0f}' for s in runs)})" if runs else ""
+        print(f"  {name:42s} {rate:>12,.0f} events/s{detail}")
     print(f"  archive / raw COPY    = {rates['archive end to end'] / rates['raw binary COPY (same rows, same table)']:.2f}")
     print(f"  archive / raw consume = {rates['archive end to end'] / rates['raw consume (getmany)']:.2f}")
 
@@ -185,5 +198,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--keys", type=int, default=41)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.keys))
+    asyncio.run(main(args.events, args.keys, args.repeat))

@@ -132,6 +132,25 @@ def streams_touched(batch: Iterable[Classified]) -> set[str]:
     return streams
 
 
+def possibly_archived(batch: Iterable[Classified], heads: Mapping[str, StreamHead]) -> list[Envelope]:
+    """The events of the batch that may already be in the archive (so must be looked up by id).
+
+    A re-delivered event was archived with the same stream and sequence number, so its
+    number is at or below its stream's highest archived one; an event numbered above it
+    cannot have been archived. (Event ids reused across streams would defeat this shortcut:
+    the archive's primary key still refuses them, and the writer then looks up every id.)
+    """
+    out: list[Envelope] = []
+    for item in batch:
+        if item.decoded is None:
+            continue
+        event = item.decoded.event
+        head = heads.get(stream_id(item.record.topic, event.key, event.source))
+        if head is not None and event.seq <= head.last_seq:
+            out.append(event)
+    return out
+
+
 def plan_batch(
     batch: Iterable[Classified],
     now: datetime,

@@ -18,13 +18,16 @@ from psycopg.types.json import Jsonb
 from controllers.archive_plan import (
     ArchiveRow,
     BatchPlan,
+    Classified,
     Limits,
     RawRecord,
     StreamHead,
     classify,
     plan_batch,
+    possibly_archived,
     streams_touched,
 )
+from controllers.envelope import Envelope
 from controllers.errors import StorageError
 from infra.db import ensure_day_partitions
 
@@ -48,45 +51,46 @@ async def load_offsets(conn: psycopg.AsyncConnection[Any], group_id: str, epoch:
     return {(topic, partition): offset for topic, partition, offset in await cur.fetchall()}
 
 
-async def _lock_heads(conn: psycopg.AsyncConnection[Any], streams: set[str]) -> dict[str, StreamHead]:
-    cur = await conn.execute(
+def _lock_heads(conn: psycopg.Connection[Any], streams: set[str]) -> dict[str, StreamHead]:
+    cur = conn.execute(
         """SELECT stream, position, hash, last_seq, open_gaps FROM stream_heads
            WHERE stream = ANY(%s) ORDER BY stream FOR UPDATE""",
         (sorted(streams),))
     return {s: StreamHead(position=p, hash=bytes(h), last_seq=q, open_gaps=tuple((lo, hi) for lo, hi in g))
-            for s, p, h, q, g in await cur.fetchall()}
+            for s, p, h, q, g in cur.fetchall()}
 
 
-async def _archived_among(conn: psycopg.AsyncConnection[Any], ids: list[uuid.UUID], times: list[datetime]) -> set[uuid.UUID]:
-    if not ids:
+def _archived_among(conn: psycopg.Connection[Any], events: list[Envelope]) -> set[uuid.UUID]:
+    if not events:
         return set()
-    cur = await conn.execute(
+    times = [e.event_time for e in events]
+    cur = conn.execute(
         "SELECT event_id FROM events WHERE event_id = ANY(%s) AND event_time BETWEEN %s AND %s",
-        (ids, min(times), max(times)))
-    return {row[0] for row in await cur.fetchall()}
+        ([e.event_id for e in events], min(times), max(times)))
+    return {row[0] for row in cur.fetchall()}
 
 
-async def _copy_rows(conn: psycopg.AsyncConnection[Any], rows: list[ArchiveRow], epoch: str, now: datetime) -> None:
+def _copy_rows(conn: psycopg.Connection[Any], rows: list[ArchiveRow], epoch: str, now: datetime) -> None:
     cur = conn.cursor()
-    async with cur.copy(_COPY_EVENTS) as copy:
+    with cur.copy(_COPY_EVENTS) as copy:
         copy.set_types(_EVENT_TYPES)
         for r in rows:
             e = r.event
-            await copy.write_row((e.event_time, e.event_id, r.stream, r.position, e.type, e.schema_version,
-                                  e.ingest_time, now, e.source, e.key, e.seq, r.topic, r.partition, r.offset,
-                                  epoch, r.body.decode(), r.prev_hash, r.hash))
+            copy.write_row((e.event_time, e.event_id, r.stream, r.position, e.type, e.schema_version,
+                            e.ingest_time, now, e.source, e.key, e.seq, r.topic, r.partition, r.offset,
+                            epoch, r.body.decode(), r.prev_hash, r.hash))
 
 
-async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group_id: str, epoch: str, now: datetime) -> None:
+def _write_rest(conn: psycopg.Connection[Any], plan: BatchPlan, group_id: str, epoch: str, now: datetime) -> None:
     cur = conn.cursor()
     if plan.dead_letters:
-        await cur.executemany(
+        cur.executemany(
             """INSERT INTO dead_letters (received_at, topic, kafka_partition, kafka_offset, broker_epoch,
                                          record_key, raw, reason, detail)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
             [(now, d.topic, d.partition, d.offset, epoch, d.key, d.raw, d.reason, d.detail) for d in plan.dead_letters])
     if plan.heads:
-        await cur.executemany(
+        cur.executemany(
             """INSERT INTO stream_heads (stream, position, hash, last_seq, open_gaps, updated_at)
                VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (stream) DO UPDATE SET position = EXCLUDED.position, hash = EXCLUDED.hash,
@@ -95,7 +99,7 @@ async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group
              for s, h in plan.heads.items()])
     offsets = [(group_id, t, p, epoch, o, now) for (t, p), o in plan.next_offsets.items() if p >= 0]
     if offsets:
-        await cur.executemany(
+        cur.executemany(
             """INSERT INTO consumer_offsets (group_id, topic, kafka_partition, broker_epoch, next_offset, updated_at)
                VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (group_id, topic, kafka_partition) DO UPDATE SET broker_epoch = EXCLUDED.broker_epoch,
@@ -104,30 +108,44 @@ async def _write_rest(conn: psycopg.AsyncConnection[Any], plan: BatchPlan, group
 
 
 class ArchiveWriter:
-    """Archives batches of raw records through one asyncio connection."""
+    """Archives batches through one synchronous connection (use it from one thread at a time).
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], group_id: str, limits: Limits) -> None:
+    Synchronous on purpose: the archiver runs it on a thread of its own, where waiting on
+    PostgreSQL releases the GIL, so the next batch is fetched and validated meanwhile.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], group_id: str, limits: Limits) -> None:
         self.conn, self.group_id, self.limits = conn, group_id, limits
         self.known_days: set[Any] = set()
 
-    async def write(self, records: Sequence[RawRecord], epoch: str, now: datetime) -> BatchPlan:
-        """Plan and write ``records`` (offset order per partition) in one transaction at time ``now``.
+    def write(self, records: Sequence[RawRecord], epoch: str, now: datetime) -> BatchPlan:
+        """Classify, plan and write ``records`` (offset order per partition) in one transaction at time ``now``."""
+        return self.write_classified(classify(records, now, self.limits), epoch, now)
+
+    def write_classified(self, batch: list[Classified], epoch: str, now: datetime) -> BatchPlan:
+        """Plan and write an already classified batch in one transaction at time ``now``.
 
         Stream heads are locked for the transaction, so two writers can never fork a chain.
         """
-        batch = classify(records, now, self.limits)
-        valid = [item.decoded.event for item in batch if item.decoded is not None]
-        ids, times = [e.event_id for e in valid], [e.event_time for e in valid]
-        await ensure_day_partitions(self.conn, {t.date() for t in times} | {now.date()}, self.known_days)
         try:
-            async with self.conn.transaction():
-                heads = await _lock_heads(self.conn, streams_touched(batch))
-                archived = await _archived_among(self.conn, ids, times)
+            return self._write(batch, epoch, now, look_up_all=False)
+        except StorageError as err:
+            if not isinstance(err.__cause__, psycopg.errors.UniqueViolation):
+                raise
+            return self._write(batch, epoch, now, look_up_all=True)  # an event id reused: check every id
+
+    def _write(self, batch: list[Classified], epoch: str, now: datetime, look_up_all: bool) -> BatchPlan:
+        valid = [item.decoded.event for item in batch if item.decoded is not None]
+        try:
+            ensure_day_partitions(self.conn, {e.event_time.date() for e in valid} | {now.date()}, self.known_days)
+            with self.conn.transaction():
+                heads = _lock_heads(self.conn, streams_touched(batch))
+                archived = _archived_among(self.conn, valid if look_up_all else possibly_archived(batch, heads))
                 plan = plan_batch(batch, now, heads, archived)
-                await ensure_day_partitions(self.conn, {r.event.event_time.date() for r in plan.rows}, self.known_days)
+                ensure_day_partitions(self.conn, {r.event.event_time.date() for r in plan.rows}, self.known_days)
                 if plan.rows:
-                    await _copy_rows(self.conn, plan.rows, epoch, now)
-                await _write_rest(self.conn, plan, self.group_id, epoch, now)
+                    _copy_rows(self.conn, plan.rows, epoch, now)
+                _write_rest(self.conn, plan, self.group_id, epoch, now)
         except psycopg.Error as err:
-            raise StorageError(f"archiving a batch of {len(records)} records failed: {err}") from err
+            raise StorageError(f"archiving a batch of {len(batch)} records failed: {err}") from err
         return plan

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controllers.archive_plan import BatchPlan, Limits, RawRecord
+from controllers.archive_plan import BatchPlan, Classified, Limits, RawRecord, classify
 from infra.archive_store import ArchiveWriter, load_offsets
 from infra.kafka import make_consumer
 from infra.settings import Settings
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 ARCHIVER_GROUP = "lalin-archiver"
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -85,16 +88,17 @@ class Archiver:
         self.catalogue, self.epoch, self.producer, self.clock = catalogue, epoch, producer, clock
         self.stats = stats if stats is not None else ArchiverStats()
         self.consumer: AIOKafkaConsumer | None = None
-        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.conn: psycopg.Connection[Any] | None = None  # the writer's, used on its own thread only
+        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lalin-archive-writer")
         self.writer: ArchiveWriter | None = None
         self._seek_conn: psycopg.AsyncConnection[Any] | None = None
+        self.limits = Limits(settings.validation.max_event_bytes, settings.validation.max_future_s)
 
     async def start(self) -> None:
         """Connect to the database and join the consumer group."""
-        self.conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        self.conn = await self._on_writer_thread(psycopg.Connection.connect, self.database_url, autocommit=True)
         self._seek_conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        limits = Limits(self.settings.validation.max_event_bytes, self.settings.validation.max_future_s)
-        self.writer = ArchiveWriter(self.conn, ARCHIVER_GROUP, limits)
+        self.writer = ArchiveWriter(self.conn, ARCHIVER_GROUP, self.limits)
         self.consumer = make_consumer(self.settings.kafka, self.bootstrap, ARCHIVER_GROUP)
         self.consumer.subscribe(self.catalogue.archived_topics, listener=_SeekToStored(self))
         await self.consumer.start()
@@ -107,19 +111,29 @@ class Archiver:
         for tp in assigned:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))
 
-    async def run_once(self, timeout_ms: int = 200) -> int:
-        """Fetch, archive and commit one batch; returns the number of records consumed."""
-        assert self.consumer is not None and self.writer is not None
+    async def _fetch(self, timeout_ms: int) -> list[RawRecord]:
+        assert self.consumer is not None
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.settings.kafka.max_batch_records)
-        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value or b"")
-                   for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for m in batches[tp]]
-        if not records:
-            return 0
-        now = self.clock()
-        plan = await self.writer.write(records, self.epoch, now)
-        self.stats.add(plan, len(records), now)
+        return [RawRecord(m.topic, m.partition, m.offset, m.key, m.value or b"")
+                for tp in sorted(batches, key=lambda t: (t.topic, t.partition)) for m in batches[tp]]
+
+    async def _on_writer_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        call = functools.partial(func, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, call)
+
+    async def _write(self, batch: list[Classified], now: datetime) -> None:
+        assert self.writer is not None
+        plan = await self._on_writer_thread(self.writer.write_classified, batch, self.epoch, now)
+        self.stats.add(plan, len(batch), now)
         await self._forward_dead_letters(plan, now)
         await self._commit_to_kafka(plan)
+
+    async def run_once(self, timeout_ms: int = 200) -> int:
+        """Fetch, archive and commit one batch; returns the number of records consumed."""
+        records = await self._fetch(timeout_ms)
+        if records:
+            now = self.clock()
+            await self._write(classify(records, now, self.limits), now)
         return len(records)
 
     async def _commit_to_kafka(self, plan: BatchPlan) -> None:
@@ -145,17 +159,39 @@ class Archiver:
             await self.producer.send(DEADLETTER_TOPIC, msgspec.json.encode(body), key=dead.topic.encode())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Archive until ``stop`` is set."""
-        while not stop.is_set():
-            await self.run_once()
+        """Archive until ``stop`` is set, overlapping consecutive batches.
+
+        Batch N's transaction runs on the writer thread (waiting on PostgreSQL releases the
+        GIL) while batch N+1 is fetched and validated here. Transactions still run one at a
+        time and in offset order, so offsets and stream heads advance exactly as in
+        :meth:`run_once`; a failure surfaces at the next ``await pending``.
+        """
+        pending: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                records = await self._fetch(200)
+                batch = classify(records, self.clock(), self.limits) if records else []
+                if pending is not None:
+                    await pending
+                    pending = None
+                if batch:
+                    pending = asyncio.create_task(self._write(batch, self.clock()))
+            if pending is not None:
+                await pending
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Leave the group and close the connections."""
+        """Leave the group, let a write in flight finish, and close the connections."""
         if self.consumer is not None:
             await self.consumer.stop()
-        for conn in (self.conn, self._seek_conn):
-            if conn is not None:
-                await conn.close()
+        if self.conn is not None:
+            await self._on_writer_thread(self.conn.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer_thread.shutdown)
+        if self._seek_conn is not None:
+            await self._seek_conn.close()
 
     async def stop_quietly(self) -> None:
         """Stop after a failure: errors while closing broken connections are logged, not raised."""

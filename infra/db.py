@@ -86,7 +86,7 @@ def partition_name(day: date) -> str:
     return f"events_{day:%Y%m%d}"
 
 
-async def ensure_day_partitions(conn: psycopg.AsyncConnection[Any], days: set[date], known: set[date]) -> None:
+def ensure_day_partitions(conn: psycopg.Connection[Any], days: set[date], known: set[date]) -> None:
     """Create the events partitions for the UTC ``days`` not in ``known`` (and add them to it).
 
     A no-op on TimescaleDB, whose hypertable makes its own chunks.
@@ -94,7 +94,7 @@ async def ensure_day_partitions(conn: psycopg.AsyncConnection[Any], days: set[da
     missing = sorted(days - known)
     if not missing:
         return
-    row = await (await conn.execute("SELECT relkind::text FROM pg_class WHERE relname = 'events'")).fetchone()
+    row = conn.execute("SELECT relkind::text FROM pg_class WHERE relname = 'events'").fetchone()
     if row is None or row[0] != "p":
         known.update(missing)
         return
@@ -102,7 +102,7 @@ async def ensure_day_partitions(conn: psycopg.AsyncConnection[Any], days: set[da
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         statement = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ({}) TO ({})").format(
             sql.Identifier(partition_name(day)), sql.Literal(start), sql.Literal(start + timedelta(days=1)))
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK + 1,))
-            await conn.execute(statement)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK + 1,))
+            conn.execute(statement)
         known.add(day)

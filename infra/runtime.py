@@ -232,9 +232,14 @@ class Runtime:
         assert self.publisher is not None and self._conn is not None
         topic, event = self.publisher.build(payload, source=RUNTIME_SOURCE, key=BROKER_KEY, event_time=now,
                                             ingest_time=now, event_id=uuid.uuid4())
-        writer = ArchiveWriter(self._conn, "lalin-runtime", Limits(self.settings.validation.max_event_bytes,
-                                                                    self.settings.validation.max_future_s))
-        await writer.write([RawRecord(topic, -1, -1, BROKER_KEY.encode(), encode_event(event))], self.epoch, now)
+        limits = Limits(self.settings.validation.max_event_bytes, self.settings.validation.max_future_s)
+        record = RawRecord(topic, -1, -1, BROKER_KEY.encode(), encode_event(event))
+
+        def write() -> None:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                ArchiveWriter(conn, "lalin-runtime", limits).write([record], self.epoch, now)
+
+        await asyncio.to_thread(write)
         await self.publisher.send(topic, event)
 
     # --- background tasks ---------------------------------------------------------------

@@ -223,3 +223,34 @@ def test_the_archive_is_append_only(settings: Settings, database_url: str) -> No
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
     assert count(database_url, "SELECT count(*) FROM events") == 5
+
+
+def test_an_event_id_reused_in_another_stream_is_still_archived_once(settings: Settings, database_url: str) -> None:
+    """The cheap duplicate check (sequence numbers) cannot see this; the primary key does, and the batch is redone."""
+
+    async def scenario() -> Archiver:
+        producer, publisher, epoch = await connect(settings)
+        now = datetime.now(UTC)
+        topic, original = publisher.build(reading(1), source="det:K01-N", key="K01", event_time=now, ingest_time=now,
+                                          event_id=uuid.uuid4())
+        await (await publisher.send(topic, original))
+        archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
+        await archiver.start()
+        async def first() -> bool:
+            await archiver.run_once()
+            return archiver.stats.archived >= 1
+        await wait_until(first, 20, "the original")
+        _, copy = publisher.build(reading(1), source="det:K01-S", key="K01", event_time=now, ingest_time=now,
+                                  event_id=original.event_id)  # same id, another stream
+        await (await publisher.send(topic, copy))
+        async def second() -> bool:
+            await archiver.run_once()
+            return archiver.stats.consumed >= 2
+        await wait_until(second, 20, "the copy")
+        await archiver.stop()
+        await producer.stop()
+        return archiver
+
+    archiver = asyncio.run(scenario())
+    assert (archiver.stats.archived, archiver.stats.duplicates) == (1, 1)
+    assert count(database_url, "SELECT count(*) FROM events") == 1

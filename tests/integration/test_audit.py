@@ -27,17 +27,19 @@ def archive(url: str, n: int = 20) -> list[str]:
     events = [detector_event(s, at=at) for s in range(1, n + 1)] + [
         detector_event(s, key="K02", source="det:K02-S", at=at) for s in range(1, 6)]
 
-    async def write() -> None:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    records = [RawRecord("lalin.detector", 0, i, e.key.encode(), encode_event(e)) for i, e in enumerate(events)]
+    with psycopg.connect(url, autocommit=True) as conn:
         writer = ArchiveWriter(conn, "test", Limits())
-        records = [RawRecord("lalin.detector", 0, i, e.key.encode(), encode_event(e)) for i, e in enumerate(events)]
-        await writer.write(records[: n // 2], "epoch-1", datetime.now(UTC))
-        await write_checkpoint(conn, datetime.now(UTC))
-        await writer.write(records[n // 2:], "epoch-1", datetime.now(UTC))
-        await conn.close()
-
-    asyncio.run(write())
+        writer.write(records[: n // 2], "epoch-1", datetime.now(UTC))
+        asyncio.run(checkpoint(url))
+        writer.write(records[n // 2:], "epoch-1", datetime.now(UTC))
     return [str(e.event_id) for e in events]
+
+
+async def checkpoint(url: str) -> None:
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    await write_checkpoint(conn, datetime.now(UTC))
+    await conn.close()
 
 
 def verify(url: str, *extra: str) -> tuple[int, dict]:

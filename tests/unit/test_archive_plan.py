@@ -114,3 +114,12 @@ def test_a_head_with_a_later_sequence_marks_a_regression() -> None:
     anomaly = next(r for r in result.rows if r.event.type == "SequenceAnomalyDetected")
     assert anomaly.event.payload.kind.value == "regression"
     assert uuid.UUID(str(anomaly.event.event_id)).version == 5
+
+
+def test_only_events_numbered_at_or_below_their_head_may_be_archived_already() -> None:
+    from controllers.archive_plan import possibly_archived
+
+    stream = stream_id(TOPIC, "K01", "det:K01-N")
+    batch = classify(records([encode_event(detector_event(s)) for s in (3, 4, 5, 6)] + [b"{"]), NOW)
+    assert [e.seq for e in possibly_archived(batch, {stream: StreamHead(4, b"h" * 32, 4)})] == [3, 4]
+    assert possibly_archived(batch, {}) == []
