@@ -52,10 +52,17 @@ async def load_offsets(conn: psycopg.AsyncConnection[Any], group_id: str, epoch:
 
 
 def _lock_heads(conn: psycopg.Connection[Any], streams: set[str]) -> dict[str, StreamHead]:
+    """Lock the streams for this transaction and read their heads.
+
+    Advisory locks (one per stream, taken in sorted order) also cover streams that have no
+    head row yet, which ``SELECT ... FOR UPDATE`` could not: two archivers overlapping
+    during a rebalance can never both start, or extend, the same chain.
+    """
+    ordered = sorted(streams)
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(s, 0)) FROM unnest(%s::text[]) AS s ORDER BY s",
+                 (ordered,))
     cur = conn.execute(
-        """SELECT stream, position, hash, last_seq, open_gaps FROM stream_heads
-           WHERE stream = ANY(%s) ORDER BY stream FOR UPDATE""",
-        (sorted(streams),))
+        "SELECT stream, position, hash, last_seq, open_gaps FROM stream_heads WHERE stream = ANY(%s)", (ordered,))
     return {s: StreamHead(position=p, hash=bytes(h), last_seq=q, open_gaps=tuple((lo, hi) for lo, hi in g))
             for s, p, h, q, g in cur.fetchall()}
 

@@ -170,12 +170,13 @@ class Archiver:
         try:
             while not stop.is_set():
                 records = await self._fetch(200)
-                batch = classify(records, self.clock(), self.limits) if records else []
+                now = self.clock()
+                batch = classify(records, now, self.limits) if records else []
                 if pending is not None:
                     await pending
                     pending = None
                 if batch:
-                    pending = asyncio.create_task(self._write(batch, self.clock()))
+                    pending = asyncio.create_task(self._write(batch, now))
             if pending is not None:
                 await pending
         finally:

@@ -254,3 +254,44 @@ def test_an_event_id_reused_in_another_stream_is_still_archived_once(settings: S
     archiver = asyncio.run(scenario())
     assert (archiver.stats.archived, archiver.stats.duplicates) == (1, 1)
     assert count(database_url, "SELECT count(*) FROM events") == 1
+
+
+def test_two_archivers_share_the_partitions_and_hand_over_cleanly(settings: Settings, database_url: str) -> None:
+    """Scale-out and rebalance: members split the partitions; when one leaves, the other resumes its offsets."""
+
+    async def scenario() -> tuple[Archiver, Archiver]:
+        producer, publisher, epoch = await connect(settings)
+        first = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
+        second = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch, stats=first.stats)
+        stop_first, stop_second = asyncio.Event(), asyncio.Event()
+        await first.start()
+        await second.start()
+        tasks = [asyncio.create_task(first.run(stop_first)), asyncio.create_task(second.run(stop_second))]
+        async def split() -> bool:
+            return bool(first.consumer.assignment()) and bool(second.consumer.assignment())
+        await wait_until(split, 30, "both members to own partitions")
+        assert len(first.consumer.assignment()) + len(second.consumer.assignment()) == 6 * 8
+        await publish_valid(publisher, 500)
+        async def both_busy() -> bool:
+            return first.stats.archived >= 500
+        await wait_until(both_busy, 60, "the first 500 events")
+        stop_first.set()
+        await tasks[0]
+        await first.stop()  # leaves the group: the second member takes every partition
+        await publish_valid(publisher, 500, offset=500)
+        async def all_archived() -> bool:
+            return count(database_url, "SELECT count(*) FROM events") >= 1000
+        await wait_until(all_archived, 60, "all 1000 events")
+        stop_second.set()
+        await tasks[1]
+        await second.stop()
+        await producer.stop()
+        return first, second
+
+    asyncio.run(scenario())
+    assert count(database_url, "SELECT count(*) FROM events") == 1000
+    assert count(database_url, "SELECT count(DISTINCT event_id) FROM events") == 1000
+    assert count(database_url, "SELECT count(*) FROM events WHERE type = 'SequenceAnomalyDetected'") == 0
+    audit = subprocess.run([sys.executable, "-m", "infra", "audit", "verify", "--database-url", database_url],
+                           capture_output=True, text=True, check=False)
+    assert audit.returncode == 0, audit.stdout
