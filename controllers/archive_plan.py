@@ -18,7 +18,16 @@ from datetime import datetime
 
 import msgspec
 
-from controllers.envelope import Decoded, Envelope, decode_event, encode_event, make_event, stream_id
+from controllers.envelope import (
+    DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_FUTURE_S,
+    Decoded,
+    Envelope,
+    decode_event,
+    encode_event,
+    make_event,
+    stream_id,
+)
 from controllers.errors import InvalidEvent
 from controllers.hashchain import link
 from controllers.payloads import SequenceAnomalyDetected, SequenceAnomalyKind
@@ -88,8 +97,8 @@ class BatchPlan(msgspec.Struct, frozen=True):
 class Limits(msgspec.Struct, frozen=True):
     """Validation limits: record size (bytes) and how far times may lead the clock (seconds)."""
 
-    max_event_bytes: int = 64 * 1024
-    max_future_s: float = 5.0
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
 
 
 class Classified(msgspec.Struct, frozen=True, gc=False):

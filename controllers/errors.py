@@ -8,7 +8,6 @@
     │   ├── OversizedEvent      more bytes than the configured cap
     │   ├── UnknownEventType    a type name or schema version lalin does not know
     │   └── EventOutOfBounds    a field outside its bounds, unknown fields, naive or future times
-    ├── ChainBroken             a hash-chain record does not link (raised by strict verifiers)
     ├── ConfigurationError      settings or catalogue data that cannot be used
     ├── RuntimeConflict         another lalin runtime owns the data directory
     ├── ServiceStartError       an embedded broker or database did not come up
@@ -56,10 +55,6 @@ class EventOutOfBounds(InvalidEvent):
     """A field violates its schema: bounds, type, unknown field, naive or future time."""
 
     reason = "schema"
-
-
-class ChainBroken(LalinError):
-    """A record of the tamper-evident archive does not link to its predecessor."""
 
 
 class ConfigurationError(LalinError):

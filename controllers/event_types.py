@@ -23,8 +23,3 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}
-
-
-def current_version(event_type: str) -> int:
-    """The schema version lalin writes for ``event_type`` today."""
-    return EVENT_TYPES[event_type][0]

@@ -19,6 +19,7 @@ import psycopg
 from controllers.envelope import decode_archived
 from controllers.errors import InvalidEvent
 from controllers.hashchain import GENESIS, ChainFault, ChainRecord, FaultKind, verify_stream
+from infra.db import connect
 
 
 class StreamReport(msgspec.Struct):
@@ -71,7 +72,7 @@ def _start_point(conn: psycopg.Connection[Any], stream: str, since: datetime | N
 
 def verify_archive(url: str, since: datetime | None = None) -> AuditReport:
     """Verify every stream of the archive at ``url``; faults name stream, position and event id."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         heads = {s: (p, bytes(h)) for s, p, h in conn.execute("SELECT stream, position, hash FROM stream_heads").fetchall()}
         orphans = [r[0] for r in conn.execute("SELECT DISTINCT stream FROM events").fetchall() if r[0] not in heads]
         faults: list[ChainFault] = []

@@ -30,14 +30,6 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise StorageError(f"cannot connect to the archive database: {err}") from err
 
 
-async def connect_async(url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
-    """Open an asyncio connection to ``url``; errors become StorageError."""
-    try:
-        return await psycopg.AsyncConnection.connect(url, **kwargs)
-    except psycopg.OperationalError as err:
-        raise StorageError(f"cannot connect to the archive database: {err}") from err
-
-
 def _steps() -> list[tuple[str, Path]]:
     plain = sorted(p for p in MIGRATIONS_DIR.glob("*.sql") if not p.name.endswith(".timescale.sql"))
     return [(p.stem, p) for p in plain]

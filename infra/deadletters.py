@@ -8,6 +8,8 @@ from typing import Any
 import msgspec
 import psycopg
 
+from infra.db import connect
+
 
 class DeadLetterRow(msgspec.Struct):
     """One dead letter as listed by ``lalin deadletters list``."""
@@ -25,7 +27,7 @@ class DeadLetterRow(msgspec.Struct):
 
 def list_dead_letters(url: str, limit: int = 50, reason: str | None = None) -> list[DeadLetterRow]:
     """The newest ``limit`` dead letters (optionally only those with ``reason``), newest first."""
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         rows = conn.execute(
             """SELECT id, received_at, topic, kafka_partition, kafka_offset, broker_epoch, reason, detail, raw
                FROM dead_letters WHERE (%s::text IS NULL OR reason = %s) ORDER BY id DESC LIMIT %s""",

@@ -62,6 +62,7 @@ class Runtime:
         self.publisher: EventPublisher | None = None
         self.epoch = ""
         self.epoch_confirmed_at = clock()
+        self.started_at = clock()
         self.restarts_detected = 0
         self.archiver_failures = 0
         self.archive_stats = ArchiverStats()  # counters shared by every archiver this runtime starts
@@ -89,7 +90,7 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """What runs where (also written to runtime.json)."""
         return {
-            "started_at": self.clock().isoformat(),
+            "started_at": self.started_at.isoformat(),
             "data_dir": str(self.data_dir.resolve()),
             "kafka": {"bootstrap": self.bootstrap, "embedded": self.broker is not None,
                       "pid": self.broker.pid if self.broker else None, "epoch": self.epoch},

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controllers.envelope import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_FUTURE_S
+
 
 class KafkaSettings(BaseModel):
     """The Kafka-protocol broker and client tuning (milliseconds unless named otherwise)."""
@@ -40,8 +42,8 @@ class DatabaseSettings(BaseModel):
 class ValidationSettings(BaseModel):
     """Limits applied to every inbound event."""
 
-    max_event_bytes: int = Field(64 * 1024, ge=256, description="bytes; larger records are dead-lettered")
-    max_future_s: float = Field(5.0, ge=0, description="seconds an event or ingest time may lead the clock")
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=256, description="bytes; larger records are dead-lettered")
+    max_future_s: float = Field(DEFAULT_MAX_FUTURE_S, ge=0, description="seconds an event or ingest time may lead the clock")
 
 
 class GeneratorSettings(BaseModel):
