@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import psycopg
 import pytest
+from aiokafka import TopicPartition
 
 from controllers.envelope import encode_event, make_event
 from controllers.payloads import DetectorCounted, VolumeByClass
 from infra.archiver import Archiver
 from infra.broker_epoch import EpochWatch
-from infra.kafka import start_producer
+from infra.kafka import make_consumer, start_producer
 from infra.publisher import EventPublisher
 from infra.settings import Settings
 from infra.topics import load_catalogue
@@ -92,6 +93,23 @@ def _event(now: datetime):
     return make_event(reading(1), event_id=uuid.uuid4(), event_time=now, ingest_time=now, source="det:bad", key="K09", seq=1)
 
 
+async def read_dead_letter_topic(settings: Settings, expected: int) -> list[dict]:
+    """The records of the dead-letter topic (as live consumers, e.g. an alarm panel, see them)."""
+    consumer = make_consumer(settings.kafka, settings.kafka.bootstrap, group_id=None)
+    await consumer.start()
+    partition = TopicPartition("lalin.deadletter", 0)
+    consumer.assign([partition])
+    consumer.seek(partition, 0)
+    found: list[dict] = []
+    async def enough() -> bool:
+        batches = await consumer.getmany(partition, timeout_ms=200)
+        found.extend(json.loads(m.value) for m in batches.get(partition, []))
+        return len(found) >= expected
+    await wait_until(enough, 20, f"{expected} dead letters on the topic")
+    await consumer.stop()
+    return found
+
+
 EXPECTED_REASON = {"malformed": "malformed", "not-an-object": "malformed", "oversized": "oversized",
                    "out-of-bounds": "schema", "negative-count": "schema", "unknown-field": "schema",
                    "naive-time": "schema", "future": "schema", "unknown-type": "unknown_type"}
@@ -117,6 +135,9 @@ def test_a_mixed_stream_is_archived_or_dead_lettered_exactly(settings: Settings,
         await wait_until(consumed_all, 30, f"{total} records consumed")
         await archiver.stop()
         await producer.stop()
+        forwarded = await read_dead_letter_topic(settings, 9)
+        assert sorted(r["reason"] for r in forwarded) == sorted(EXPECTED_REASON.values())
+        assert all(r["topic"] == "lalin.detector" and r["raw_base64"] and r["detail"] for r in forwarded)
         return archiver.stats.archived, archiver.stats.dead_lettered, archiver.stats.duplicates
 
     archived, dead, duplicates = asyncio.run(scenario())

@@ -34,7 +34,9 @@ def wait_for_runtime(data_dir: Path, proc: subprocess.Popen[str], timeout_s: flo
             raise AssertionError(f"lalin up exited early ({proc.returncode})")
         path = data_dir / "runtime.json"
         if path.exists():
-            return json.loads(path.read_text())
+            info = json.loads(path.read_text())
+            if info.get("pid") == proc.pid:  # not a stale file left by a killed runtime
+                return info
         time.sleep(0.1)
     raise AssertionError("lalin up did not describe itself in runtime.json")
 
@@ -113,3 +115,26 @@ def test_audit_without_a_database_says_what_to_do(tmp_path: Path) -> None:
                           env=lalin_env(None), check=False)
     assert done.returncode != 0
     assert "LALIN_DATABASE__URL" in done.stderr
+
+
+def test_children_stop_even_when_lalin_is_killed_and_the_next_up_starts_clean(tmp_path: Path, database_url: str) -> None:
+    """SIGKILL cannot be handled; the children's parent-death signal stops them, and the lock dies with the process."""
+    data_dir = tmp_path / "lalin"
+    env = lalin_env(database_url)
+    for attempt in range(2):
+        proc = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        info = wait_for_runtime(data_dir, proc)
+        children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        assert info["kafka"]["pid"] in children
+        if attempt == 0:
+            proc.kill()
+            proc.wait(10)
+            deadline = time.monotonic() + 30
+            while descendants_alive(children) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert descendants_alive(children) == [], "children outlived a killed lalin"
+        else:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+            assert descendants_alive(children) == []
