@@ -8,7 +8,9 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import psycopg
@@ -110,6 +112,21 @@ async def read_dead_letter_topic(settings: Settings, expected: int) -> list[dict
     return found
 
 
+async def started_archiver(settings: Settings, database_url: str, epoch: str, **options: Any) -> Archiver:
+    """An archiver of this test's broker and database that has joined the group."""
+    archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch, **options)
+    await archiver.start()
+    return archiver
+
+
+async def archive_until(archiver: Archiver, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Archive batch after batch until ``done()`` holds, or fail after ``timeout_s`` seconds naming ``what``."""
+    async def step() -> bool:
+        await archiver.run_once()
+        return done()
+    await wait_until(step, timeout_s, what)
+
+
 EXPECTED_REASON = {"malformed": "malformed", "not-an-object": "malformed", "oversized": "oversized",
                    "out-of-bounds": "schema", "negative-count": "schema", "unknown-field": "schema",
                    "naive-time": "schema", "future": "schema", "unknown-type": "unknown_type"}
@@ -126,13 +143,9 @@ def test_a_mixed_stream_is_archived_or_dead_lettered_exactly(settings: Settings,
             await (await publisher.send_raw("lalin.detector", "K09", raw))
         for raw in valid[:25]:  # a producer retry re-sends records it already sent
             await (await publisher.send_raw("lalin.detector", json.loads(raw)["key"], raw))
-        archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch, producer=producer)
-        await archiver.start()
+        archiver = await started_archiver(settings, database_url, epoch, producer=producer)
         total = len(valid) + len(bad) + 25
-        async def consumed_all() -> bool:
-            await archiver.run_once()
-            return archiver.stats.consumed >= total
-        await wait_until(consumed_all, 30, f"{total} records consumed")
+        await archive_until(archiver, lambda: archiver.stats.consumed >= total, 30, f"{total} records consumed")
         await archiver.stop()
         await producer.stop()
         forwarded = await read_dead_letter_topic(settings, 9)
@@ -168,12 +181,8 @@ def test_a_crash_before_commit_loses_nothing_and_doubles_nothing(settings: Setti
     async def scenario() -> None:
         producer, publisher, epoch = await connect(settings)
         await publish_valid(publisher, 300)
-        first = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
-        await first.start()
-        async def some_archived() -> bool:
-            await first.run_once()
-            return first.stats.archived > 0
-        await wait_until(some_archived, 20, "a first batch")
+        first = await started_archiver(settings, database_url, epoch)
+        await archive_until(first, lambda: first.stats.archived > 0, 20, "a first batch")
         await publish_valid(publisher, 300, offset=300)
         with psycopg.connect(database_url, autocommit=True) as admin:  # the archiver's session dies
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -182,12 +191,9 @@ def test_a_crash_before_commit_loses_nothing_and_doubles_nothing(settings: Setti
             for _ in range(50):
                 await first.run_once()
         await first.consumer.stop()  # leave the group; the dead connections need no closing
-        second = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
-        await second.start()
-        async def all_archived() -> bool:
-            await second.run_once()
-            return count(database_url, "SELECT count(*) FROM events") >= 600
-        await wait_until(all_archived, 30, "all 600 events archived")
+        second = await started_archiver(settings, database_url, epoch)
+        archived = lambda: count(database_url, "SELECT count(*) FROM events")  # noqa: E731
+        await archive_until(second, lambda: archived() >= 600, 30, "all 600 events archived")
         for _ in range(5):
             await second.run_once()
         await second.stop()
@@ -206,12 +212,8 @@ def test_sequence_gaps_become_archived_events(settings: Settings, database_url: 
         stream = "lalin.detector/K01/det:K01-N"
         publisher.last_seq[stream] += 3  # three events of K01 never reach the broker
         await publish_valid(publisher, 10, offset=10)
-        archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
-        await archiver.start()
-        async def done() -> bool:
-            await archiver.run_once()
-            return archiver.stats.consumed >= 20
-        await wait_until(done, 20, "20 records")
+        archiver = await started_archiver(settings, database_url, epoch)
+        await archive_until(archiver, lambda: archiver.stats.consumed >= 20, 20, "20 records")
         await archiver.stop()
         await producer.stop()
 
@@ -229,12 +231,8 @@ def test_the_archive_is_append_only(settings: Settings, database_url: str) -> No
     async def scenario() -> None:
         producer, publisher, epoch = await connect(settings)
         await publish_valid(publisher, 5)
-        archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
-        await archiver.start()
-        async def done() -> bool:
-            await archiver.run_once()
-            return archiver.stats.archived >= 5
-        await wait_until(done, 20, "5 events")
+        archiver = await started_archiver(settings, database_url, epoch)
+        await archive_until(archiver, lambda: archiver.stats.archived >= 5, 20, "5 events")
         await archiver.stop()
         await producer.stop()
 
@@ -255,19 +253,12 @@ def test_an_event_id_reused_in_another_stream_is_still_archived_once(settings: S
         topic, original = publisher.build(reading(1), source="det:K01-N", key="K01", event_time=now, ingest_time=now,
                                           event_id=uuid.uuid4())
         await (await publisher.send(topic, original))
-        archiver = Archiver(settings, settings.kafka.bootstrap, database_url, CATALOGUE, epoch)
-        await archiver.start()
-        async def first() -> bool:
-            await archiver.run_once()
-            return archiver.stats.archived >= 1
-        await wait_until(first, 20, "the original")
+        archiver = await started_archiver(settings, database_url, epoch)
+        await archive_until(archiver, lambda: archiver.stats.archived >= 1, 20, "the original")
         _, copy = publisher.build(reading(1), source="det:K01-S", key="K01", event_time=now, ingest_time=now,
                                   event_id=original.event_id)  # same id, another stream
         await (await publisher.send(topic, copy))
-        async def second() -> bool:
-            await archiver.run_once()
-            return archiver.stats.consumed >= 2
-        await wait_until(second, 20, "the copy")
+        await archive_until(archiver, lambda: archiver.stats.consumed >= 2, 20, "the copy")
         await archiver.stop()
         await producer.stop()
         return archiver
