@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import shutil
 import statistics
 import tempfile
@@ -26,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from aiokafka.partitioner import DefaultPartitioner
@@ -121,7 +123,38 @@ def raw_copy(url: str, records: list[RawRecord]) -> float:
         return time.perf_counter() - started
 
 
-async def archive(settings: Settings, bootstrap: str, url: str, n: int) -> float:
+def _archiver_process(bootstrap: str, url: str, epoch: str, group: str, assigned: Any, index: int, go: Any,
+                      stop: Any) -> None:
+    """One archiver worker in its own process (as `lalin archive` runs one per core)."""
+
+    async def work() -> None:
+        settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap, max_batch_records=10_000, archiver_group=group),
+                            database=DatabaseSettings(url=url))
+        archiver = Archiver(settings, bootstrap, url, load_catalogue(), epoch)
+        await archiver.start()
+        while not go.is_set():  # join the group (aiokafka joins in the background) and report the share
+            assigned[index] = len(archiver.consumer.assignment())
+            await asyncio.sleep(0.05)
+        done = asyncio.Event()
+        running = asyncio.create_task(archiver.run(done))
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        done.set()
+        await running
+        await archiver.stop()
+
+    asyncio.run(work())
+
+
+def archived_count(url: str) -> int:
+    """Events archived so far (cheap: the stream heads, not a count over the events)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT coalesce(sum(position), 0) FROM stream_heads").fetchone()
+        return int(row[0]) if row else 0
+
+
+async def archive(settings: Settings, bootstrap: str, url: str, n: int, processes: int) -> float:
+    """Seconds for ``processes`` archiver workers to archive all ``n`` events (the group join is not timed)."""
     catalogue = load_catalogue()
     producer, _ = await start_producer(settings.kafka, bootstrap)
     watch = EpochWatch(settings.kafka, bootstrap, catalogue, owner="bench")
@@ -129,21 +162,30 @@ async def archive(settings: Settings, bootstrap: str, url: str, n: int) -> float
     epoch = await watch.establish(producer, datetime.now(UTC))
     await watch.stop()
     await producer.stop()
-    archiver = Archiver(settings, bootstrap, url, catalogue, epoch)
-    await archiver.start()
-    while archiver.stats.consumed == 0:  # the group join (half the session timeout on Tansu) is not timed,
-        await archiver.run_once(timeout_ms=100)  # nor is the first batch
-    first = archiver.stats.consumed
+    context = multiprocessing.get_context("spawn")
+    assigned, go, stop = context.Array("i", processes), context.Event(), context.Event()
+    group = f"bench-{uuid.uuid4().hex[:8]}"  # a fresh group per run: no rebalance against a previous run's members
+    workers = [context.Process(target=_archiver_process, args=(bootstrap, url, epoch, group, assigned, i, go, stop))
+               for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    total = sum(t.partitions for t in catalogue.topics if t.archived)
+    deadline = time.monotonic() + 120
+    while not (sum(assigned) == total and all(assigned)):
+        if time.monotonic() > deadline:
+            stop.set()
+            go.set()
+            raise RuntimeError(f"archiver workers did not share the {total} partitions within 120 s: {list(assigned)}")
+        await asyncio.sleep(0.05)
     started = time.perf_counter()
-    stop = asyncio.Event()
-    running = asyncio.create_task(archiver.run(stop))  # the production loop (overlaps consecutive batches)
-    while archiver.stats.consumed < n:
-        await asyncio.sleep(0.005)
+    go.set()
+    while archived_count(url) < n:
+        await asyncio.sleep(0.02)
     elapsed = time.perf_counter() - started
     stop.set()
-    await running
-    await archiver.stop()
-    return elapsed * n / (n - first)  # seconds for n events at the measured rate
+    for worker in workers:
+        worker.join(60)
+    return elapsed
 
 
 def fresh_database(admin_url: str, name: str) -> str:
@@ -169,29 +211,32 @@ async def main(n: int, keys: int, repeat: int) -> None:
         await provision_topics(settings.kafka, broker.bootstrap, catalogue)
         records = make_records(n, keys)
         produce_s = await produce(settings, broker.bootstrap, records)
-        consume, copy, archived = [], [], []
+        consume, copy, one, two = [], [], [], []
         for i in range(repeat):
             consume_s, raw = await raw_consume(settings, broker.bootstrap, n)
             consume.append(consume_s)
             copy.append(raw_copy(fresh_database(pg.url, f"bench_copy_{i}"), raw))
-            archived.append(await archive(settings, broker.bootstrap, fresh_database(pg.url, f"bench_archive_{i}"), n))
-        consume_s, copy_s, archive_s = (statistics.median(xs) for xs in (consume, copy, archived))
+            one.append(await archive(settings, broker.bootstrap, fresh_database(pg.url, f"bench_one_{i}"), n, 1))
+            two.append(await archive(settings, broker.bootstrap, fresh_database(pg.url, f"bench_two_{i}"), n, 2))
+        consume_s, copy_s, one_s, two_s = (statistics.median(xs) for xs in (consume, copy, one, two))
     finally:
         broker.stop()
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
+    copy_name, one_name, two_name = ("raw binary COPY (same rows, same table)", "archive, 1 archiver process",
+                                     "archive, 2 archiver processes")
     rates = {"produce (send_batch)": n / produce_s, "raw consume (getmany)": n / consume_s,
-             "raw binary COPY (same rows, same table)": n / copy_s, "archive end to end": n / archive_s}
-    spread = {"raw consume (getmany)": consume, "raw binary COPY (same rows, same table)": copy,
-              "archive end to end": archived}
+             copy_name: n / copy_s, one_name: n / one_s, two_name: n / two_s}
+    spread = {"raw consume (getmany)": consume, copy_name: copy, one_name: one, two_name: two}
     print(f"events: {n:,} DetectorCounted, one per record (~{len(records[0][1])} bytes), {keys} keys; "
           f"median of {repeat} runs")
     for name, rate in rates.items():
         runs = spread.get(name)
         detail = f"   (runs: {', '.join(f'{n / s:,.0f}' for s in runs)})" if runs else ""
         print(f"  {name:42s} {rate:>12,.0f} events/s{detail}")
-    print(f"  archive / raw COPY    = {rates['archive end to end'] / rates['raw binary COPY (same rows, same table)']:.2f}")
-    print(f"  archive / raw consume = {rates['archive end to end'] / rates['raw consume (getmany)']:.2f}")
+    for name in (one_name, two_name):
+        print(f"  {name}: / raw COPY = {rates[name] / rates[copy_name]:.2f}, "
+              f"/ raw consume = {rates[name] / rates['raw consume (getmany)']:.2f}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from infra.settings import Settings
 from infra.topics import DEADLETTER_TOPIC, TopicCatalogue
 
 log = logging.getLogger(__name__)
-ARCHIVER_GROUP = "lalin-archiver"
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -79,7 +78,7 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Archiver:
-    """One archiver member of the ``lalin-archiver`` consumer group."""
+    """One member of the archivers' consumer group (``LALIN_KAFKA__ARCHIVER_GROUP``, default ``lalin-archiver``)."""
 
     def __init__(self, settings: Settings, bootstrap: str, database_url: str, catalogue: TopicCatalogue,
                  epoch: str, producer: AIOKafkaProducer | None = None, clock: Clock = utc_now,
@@ -87,6 +86,7 @@ class Archiver:
         self.settings, self.bootstrap, self.database_url = settings, bootstrap, database_url
         self.catalogue, self.epoch, self.producer, self.clock = catalogue, epoch, producer, clock
         self.stats = stats if stats is not None else ArchiverStats()
+        self.group_id = settings.kafka.archiver_group
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: psycopg.Connection[Any] | None = None  # the writer's, used on its own thread only
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lalin-archive-writer")
@@ -98,15 +98,15 @@ class Archiver:
         """Connect to the database and join the consumer group."""
         self.conn = await self._on_writer_thread(psycopg.Connection.connect, self.database_url, autocommit=True)
         self._seek_conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
-        self.writer = ArchiveWriter(self.conn, ARCHIVER_GROUP, self.limits)
-        self.consumer = make_consumer(self.settings.kafka, self.bootstrap, ARCHIVER_GROUP)
+        self.writer = ArchiveWriter(self.conn, self.group_id, self.limits)
+        self.consumer = make_consumer(self.settings.kafka, self.bootstrap, self.group_id)
         self.consumer.subscribe(self.catalogue.archived_topics, listener=_SeekToStored(self))
         await self.consumer.start()
 
     async def seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         """Position each assigned partition at the offset stored with the archive (epoch-aware)."""
         assert self.consumer is not None and self._seek_conn is not None
-        stored = await load_offsets(self._seek_conn, ARCHIVER_GROUP, self.epoch,
+        stored = await load_offsets(self._seek_conn, self.group_id, self.epoch,
                                     [(tp.topic, tp.partition) for tp in assigned])
         for tp in assigned:
             self.consumer.seek(tp, stored.get((tp.topic, tp.partition), 0))

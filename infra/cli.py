@@ -3,6 +3,7 @@
 ::
 
     lalin up [--duration 15m] [--data-dir DIR] [--no-generator] [--invalid-fraction F]
+    lalin archive [--duration 15m]          an extra archiver worker beside a running lalin
     lalin status [--json]
     lalin migrate
     lalin audit verify [--since T] [--json]
@@ -118,6 +119,21 @@ def up(data_dir: Path | None, duration: str | None, no_generator: bool, invalid_
         asyncio.run(Runtime(settings).run(duration_s))
     except RuntimeConflict as err:
         click.echo(str(err))
+
+
+@cli.command("archive")
+@data_dir_option
+@click.option("--duration", default=None, help="stop after this long (90s, 15m, 2h); default: until Ctrl-C")
+def archive_worker(data_dir: Path | None, duration: str | None) -> None:
+    """Run an extra archiver worker (scale-out: about one per core) beside a running `lalin up`,
+    or against LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL."""
+    from infra.runtime import Runtime
+
+    settings = _settings(data_dir)
+    info = read_info(settings.runtime.data_dir)
+    settings.kafka.bootstrap = settings.kafka.bootstrap or (info["kafka"]["bootstrap"] if info else None)
+    settings.database.url = settings.database.url or (info["database"]["url"] if info else None)
+    asyncio.run(Runtime(settings, worker=True).run(parse_duration_s(duration) if duration else None))
 
 
 @cli.command()

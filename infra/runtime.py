@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -22,7 +23,7 @@ from aiokafka.errors import KafkaError
 
 from controllers.archive_plan import Limits, RawRecord
 from controllers.envelope import encode_event
-from controllers.errors import LalinError
+from controllers.errors import ConfigurationError, LalinError
 from controllers.payloads import BrokerRestartDetected
 from infra import db
 from infra.archive_store import ArchiveWriter
@@ -47,8 +48,14 @@ CHECKPOINT_INTERVAL_S = 60.0
 class Runtime:
     """One ``lalin up``: owns the services, the clients and the background tasks."""
 
-    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Callable[[], datetime] = utc_now) -> None:
-        self.settings, self.out, self.clock = settings, out, clock
+    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Callable[[], datetime] = utc_now,
+                 *, worker: bool = False) -> None:
+        """``worker=True`` is ``lalin archive``: an extra archiver on an existing broker and database
+        (no data-directory ownership, no embedded services, no generator)."""
+        if worker and not (settings.kafka.bootstrap and settings.database.url):
+            raise ConfigurationError("an archiver worker needs a broker and a database: run `lalin up` first, "
+                                     "or set LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL")
+        self.settings, self.out, self.clock, self.worker = settings, out, clock, worker
         self.data_dir = settings.runtime.data_dir
         self.catalogue: TopicCatalogue = load_catalogue()
         self.runfile = RunFile(self.data_dir)
@@ -100,7 +107,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Bring everything up; on failure, whatever started is stopped again."""
-        self.runfile.acquire()
+        if not self.worker:
+            self.runfile.acquire()
         try:
             self._start_services()
             applied = db.migrate(self.database_url)
@@ -113,7 +121,8 @@ class Runtime:
             self.epoch = await self.watch.establish(producer, self.clock())
             await self._record_epoch_seen()
             await self._start_archiver()
-            self.runfile.publish(self.describe())
+            if not self.worker:
+                self.runfile.publish(self.describe())
             self._announce(applied, idempotent)
         except BaseException:
             await self.stop()
@@ -124,7 +133,8 @@ class Runtime:
         kafka, database = info["kafka"], info["database"]
         kafka_kind = f"embedded Tansu, pid {kafka['pid']}" if kafka["embedded"] else "external"
         db_kind = f"embedded, pid {database['pid']}" if database["embedded"] else "external"
-        self.say(f"lalin up — data directory {info['data_dir']}")
+        self.say(f"lalin archive — extra archiver worker (pid {os.getpid()})" if self.worker
+                 else f"lalin up — data directory {info['data_dir']}")
         self.say(f"  kafka     {kafka['bootstrap']} ({kafka_kind}), epoch {self.epoch[:12]}, "
                  f"idempotent producer: {'yes' if idempotent else 'no (broker refuses it)'}")
         self.say(f"  postgres  {database['url']} ({db_kind})"
@@ -223,7 +233,8 @@ class Runtime:
         await self._archive_system_event(alarm, detected_at)
         await self._start_archiver()
         self.restarts_detected += 1
-        self.runfile.publish(self.describe())
+        if not self.worker:
+            self.runfile.publish(self.describe())
         self.say(f"ALARM broker lost its log (epoch {old_epoch[:12]} -> {self.epoch[:12]}): topics re-provisioned; "
                  f"events acknowledged since {at_risk_from.isoformat()} and not archived may be lost "
                  "(per-stream sequence gaps will name them)")
@@ -281,7 +292,7 @@ class Runtime:
         tasks = [asyncio.create_task(self._every(self.settings.kafka.broker_check_interval_s, self.check_epoch)),
                  asyncio.create_task(self._every(self.settings.runtime.summary_interval_s, self._summary)),
                  asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))]
-        if self.settings.generator.enabled:
+        if self.settings.generator.enabled and not self.worker:
             tasks.append(asyncio.create_task(self._generate()))
         try:
             if duration_s is None:
@@ -332,6 +343,7 @@ class Runtime:
             self.broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
-        self.runfile.release()
+        if not self.worker:
+            self.runfile.release()
         self.say("lalin stopped: every child process ended")
 

@@ -30,6 +30,8 @@ class KafkaSettings(BaseModel):
     linger_ms: int = Field(5, ge=0)
     max_batch_records: int = Field(5_000, ge=1, description="records per archive transaction at most")
     broker_check_interval_s: float = Field(2.0, gt=0, description="how often the broker epoch marker is checked (s)")
+    archiver_group: str = Field("lalin-archiver", min_length=1, max_length=200,
+                                description="consumer group of the archivers; one group per archive database")
 
 
 class DatabaseSettings(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -138,3 +140,42 @@ def test_children_stop_even_when_lalin_is_killed_and_the_next_up_starts_clean(tm
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0
             assert descendants_alive(children) == []
+
+
+def test_an_extra_archiver_worker_shares_the_work(tmp_path: Path, database_url: str) -> None:
+    """`lalin archive` beside `lalin up` joins the archiver group; together they archive everything once."""
+    data_dir = tmp_path / "lalin"
+    env = {**lalin_env(database_url), "LALIN_GENERATOR__INTERVAL_S": "0.2"}
+    up = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env)
+    up_lines = collect_lines(up)
+    worker: subprocess.Popen[str] | None = None
+    try:
+        info = wait_for_runtime(data_dir, up)
+        worker = subprocess.Popen([*LALIN, "archive", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=env)
+        worker_lines = collect_lines(worker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            shares = [int(m.group(1).replace(",", "")) for line in worker_lines
+                      if (m := re.search(r"archived ([\d,]+)", line))]
+            if shares and shares[-1] > 0:
+                break
+            time.sleep(0.3)
+        assert shares and shares[-1] > 0, "".join(worker_lines)
+        assert any("extra archiver worker" in line for line in worker_lines)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        # While lalin runs: the chains the two archivers wrote together verify, and nothing is doubled.
+        audit = subprocess.run([*LALIN, "audit", "verify", "--json", "--data-dir", str(data_dir)],
+                               capture_output=True, text=True, env=env, check=False)
+        assert audit.returncode == 0 and json.loads(audit.stdout)["ok"], audit.stdout
+        with psycopg.connect(info["database"]["url"]) as conn:
+            total, distinct = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+        assert total == distinct and total > 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+    assert up.returncode == 0, "".join(up_lines)
