@@ -9,6 +9,7 @@
     │   ├── UnknownEventType    a type name or schema version lalin does not know
     │   └── EventOutOfBounds    a field outside its bounds, unknown fields, naive or future times
     ├── ConfigurationError      settings or catalogue data that cannot be used
+    ├── TimingInfeasible        no safe timing exists for a plan within its bounds
     ├── RuntimeConflict         another lalin runtime owns the data directory
     ├── ServiceStartError       an embedded broker or database did not come up
     └── StorageError            the archive database refused an operation
@@ -59,6 +60,10 @@ class EventOutOfBounds(InvalidEvent):
 
 class ConfigurationError(LalinError):
     """Settings or declarative data (catalogues, plans) that cannot be used."""
+
+
+class TimingInfeasible(LalinError):
+    """No timing satisfies the plan's minimum greens, maximum greens and cycle bounds together."""
 
 
 class RuntimeConflict(LalinError):

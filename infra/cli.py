@@ -7,6 +7,7 @@
     lalin status [--json]
     lalin migrate
     lalin audit verify [--since T] [--json]
+    lalin plan validate PLAN.yaml [--json]
     lalin deadletters list [--limit N] [--reason R] [--json]
 
 The database is ``--database-url``, else ``LALIN_DATABASE__URL``, else the one of the
@@ -196,6 +197,33 @@ def audit_verify(data_dir: Path | None, database_url: str | None, since: str | N
                   f"{' event ' + f.event_id if f.event_id else ''} — {f.detail}" for f in report.faults]
     _emit(report, as_json, "\n".join(lines))
     sys.exit(0 if report.ok else 1)
+
+
+@cli.group()
+def plan() -> None:
+    """Traffic engineers' tools for signal plans."""
+
+
+@plan.command("validate")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plan_validate(plan_file: Path, as_json: bool) -> None:
+    """Check a plan (and its default timing) against the safety rules; exit 1 listing every violation."""
+    from controllers.safety import validate
+    from infra.plans import load_plan
+
+    loaded = load_plan(plan_file)
+    violations = validate(loaded, loaded.default_timing)
+    if as_json:
+        click.echo(msgspec.json.encode({"plan": loaded.id, "version": loaded.version, "checksum": loaded.checksum(),
+                                        "ok": not violations, "violations": violations}).decode())
+    elif violations:
+        click.echo(f"plan {loaded.id} v{loaded.version}: {len(violations)} violation(s)")
+        for v in violations:
+            click.echo(f"  {v.code}: {v.message}")
+    else:
+        click.echo(f"plan {loaded.id} v{loaded.version} is safe (checksum {loaded.checksum()[:16]})")
+    sys.exit(1 if violations else 0)
 
 
 @cli.group()

@@ -1,0 +1,137 @@
+"""Signal plans as validated data: an intersection's signal groups, conflicts, intergreens,
+stages and their sequence, and a timing.
+
+A *signal group* is a set of signal heads that always show the same aspect (a vehicle
+movement or a pedestrian crossing). A *stage* is a set of groups green together; the plan
+runs its stages in ``sequence``, with an *interstage* between consecutive stages during which
+losing groups show amber (vehicles) or the flashing/blackout clearance (pedestrians) and then
+all-red. A *timing* gives the cycle, the offset and each stage's green; everything else
+follows from the plan.
+
+Field checks (types, bounds, units) happen when a plan is loaded; cross-references and
+safety (conflicting greens, intergreens below clearance, minimum greens, ...) are reported by
+:func:`controllers.safety.validate`, so an engineer sees every problem at once.
+Units: seconds (``_s``), metres (``_m``), km/h (``_kmh``), m/s and m/s² (``_mps``, ``_mps2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Id = str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+
+class PcuFactors(_Strict):
+    """Passenger-car equivalents per vehicle class (dimensionless).
+
+    Defaults: MKJI 1997 (Manual Kapasitas Jalan Indonesia), signalised intersections, protected
+    approach: light vehicle 1.0, heavy vehicle 1.3, motorcycle 0.2 (0.4 on an opposed approach).
+    """
+
+    motorcycle: float = Field(0.2, gt=0, le=2)
+    car: float = Field(1.0, gt=0, le=2)
+    heavy: float = Field(1.3, gt=0, le=5)
+
+
+class ClearanceParameters(_Strict):
+    """Inputs of the clearance formulas (ITE): driver reaction, deceleration, vehicle length, walking speed."""
+
+    reaction_s: float = Field(1.0, gt=0, le=3)
+    deceleration_mps2: float = Field(3.0, gt=0, le=10)
+    vehicle_length_m: float = Field(6.0, gt=0, le=25)
+    walking_speed_mps: float = Field(1.2, gt=0, le=3)
+
+
+class SignalGroup(_Strict):
+    """One signal group: a vehicle movement (with its approach speed and crossing distance) or a crossing."""
+
+    id: Id = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    kind: Literal["vehicle", "pedestrian"]
+    description: str = ""
+    min_green_s: float = Field(ge=0, le=120, description="minimum green (pedestrians: the walk time)")
+    max_green_s: float | None = Field(None, gt=0, le=300)
+    amber_s: float = Field(0.0, ge=0, le=10, description="declared amber (vehicles)")
+    approach_speed_kmh: float = Field(0.0, ge=0, le=120, description="design or 85th-percentile speed (vehicles)")
+    grade: float = Field(0.0, ge=-0.15, le=0.15, description="approach grade, fraction (+ uphill)")
+    crossing_m: float = Field(gt=0, le=200, description="stop line to the far side of the last conflict point")
+
+    @model_validator(mode="after")
+    def _vehicle_fields(self) -> SignalGroup:
+        if self.kind == "vehicle" and (self.amber_s <= 0 or self.approach_speed_kmh <= 0):
+            raise ValueError(f"vehicle group {self.id} needs amber_s > 0 s and approach_speed_kmh > 0 km/h")
+        if self.max_green_s is not None and self.max_green_s < self.min_green_s:
+            raise ValueError(f"group {self.id}: max_green_s {self.max_green_s} s < min_green_s {self.min_green_s} s")
+        return self
+
+
+class Stage(_Strict):
+    """Groups that are green together."""
+
+    id: Id = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    green: list[Id] = Field(min_length=1, max_length=32)
+
+
+class CycleBounds(_Strict):
+    """Allowed cycle lengths (seconds)."""
+
+    min_s: float = Field(gt=0, le=600)
+    max_s: float = Field(gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CycleBounds:
+        if self.max_s < self.min_s:
+            raise ValueError(f"cycle max_s {self.max_s} s < min_s {self.min_s} s")
+        return self
+
+
+class Timing(_Strict):
+    """A timing of a plan: cycle and offset (seconds) and the green of each stage (seconds)."""
+
+    cycle_s: float = Field(gt=0, le=600)
+    offset_s: float = Field(0.0, ge=0, le=600, description="start of the first stage after the corridor's reference time")
+    stage_greens_s: dict[Id, float] = Field(min_length=1, max_length=32)
+
+
+class Plan(_Strict):
+    """An intersection's signal plan (see the module docstring)."""
+
+    id: Id = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    name: str
+    version: int = Field(ge=1)
+    pcu_factors: PcuFactors = PcuFactors()
+    clearance: ClearanceParameters = ClearanceParameters()
+    signal_groups: list[SignalGroup] = Field(min_length=1, max_length=64)
+    conflicts: list[tuple[Id, Id]] = Field(default_factory=list, description="pairs that may never be green together")
+    intergreens_s: dict[Id, dict[Id, float]] = Field(
+        default_factory=dict, description="losing group -> gaining group -> seconds from end of green to start of green")
+    stages: list[Stage] = Field(min_length=2, max_length=16)
+    sequence: list[Id] = Field(min_length=2, max_length=16)
+    cycle: CycleBounds
+    default_timing: Timing | None = None
+
+    def group(self, group_id: Id) -> SignalGroup | None:
+        """The group with id ``group_id``, or None."""
+        return next((g for g in self.signal_groups if g.id == group_id), None)
+
+    def stage(self, stage_id: Id) -> Stage | None:
+        """The stage with id ``stage_id``, or None."""
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+    def conflict(self, a: Id, b: Id) -> bool:
+        """True when groups ``a`` and ``b`` may never be green together."""
+        return (a, b) in self._conflict_set or (b, a) in self._conflict_set
+
+    @property
+    def _conflict_set(self) -> frozenset[tuple[Id, Id]]:
+        return frozenset(self.conflicts)
+
+    def checksum(self) -> str:
+        """SHA-256 (hex) of the plan's canonical JSON: the configuration checksum commands cite."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
