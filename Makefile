@@ -33,6 +33,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/archive.py
+	$(BIN)/python bench/timing.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so .lalin

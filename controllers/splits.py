@@ -9,6 +9,9 @@ the stages in proportion to their weights — flow ratios give Webster's equisat
 2. then stages whose share exceeds their maximum get exactly the maximum, and the rest is
    shared again (shares only grow, so no stage drops below its minimum).
 
+The sharing itself is the batch kernel ``cext.timing.split_greens`` (Cython, with its
+pure-Python twin ``cext.timing_py`` as oracle), here run on one intersection.
+
 Stage bounds come from the groups: a stage's minimum is the largest minimum green of its
 groups; its maximum is the smallest budget of a group whose maximum green applies, a group
 green over a run of ``r`` consecutive stages getting ``(max_green - interstages in the run) / r``
@@ -21,9 +24,11 @@ returns violates :func:`controllers.safety.validate` for a plan that passes it.
 from __future__ import annotations
 
 import math
+from array import array
 
 import msgspec
 
+from cext import timing as timing_kernel
 from controllers.clearance import interstage_s, lost_time_s
 from controllers.errors import TimingInfeasible
 from controllers.plan import Id, Plan, Timing
@@ -84,24 +89,14 @@ def _runs(flags: list[bool]) -> list[list[int]]:
 
 
 def _share(available_s: float, weights: dict[Id, float], bounds: dict[Id, tuple[float, float]]) -> dict[Id, float]:
-    greens: dict[Id, float] = {}
-    free = dict(weights)
-    for side in (0, 1):  # 0: fix stages below their minimum; 1: then those above their maximum
-        while free:
-            rest = available_s - sum(greens.values())
-            total = sum(free.values())
-            shares = {s: rest * w / total if total > 0 else rest / len(free) for s, w in free.items()}
-            bound = {s: bounds[s][side] for s in free}
-            hit = [s for s in free if (shares[s] < bound[s] if side == 0 else shares[s] > bound[s])]
-            if not hit:
-                if side == 1:
-                    greens.update(shares)
-                    free = {}
-                break
-            for s in hit:
-                greens[s] = bound[s]
-                del free[s]
-    return greens
+    """The bounded proportional split of ``available_s`` (s), by the compiled kernel (or its twin)."""
+    stages = list(weights)
+    width = len(stages)
+    out = array("d", [0.0] * width)
+    timing_kernel.split_greens(array("d", [weights[s] for s in stages]), array("d", [bounds[s][0] for s in stages]),
+                               array("d", [bounds[s][1] for s in stages]), array("i", [width]),
+                               array("d", [available_s]), out, width)
+    return dict(zip(stages, out, strict=True))
 
 
 def split_cycle(plan: Plan, cycle_s: float, weights: dict[Id, float], offset_s: float = 0.0) -> Split:

@@ -9,7 +9,8 @@ import pytest
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Fail the whole run if a compiled kernel silently fell back to Python."""
-    from cext import flow
+    from cext import flow, timing
 
-    if os.environ.get("LALIN_NO_EXTENSIONS") != "1" and flow.IMPLEMENTATION != "cython":
-        raise pytest.UsageError(f"cext.flow loaded {flow.IMPLEMENTATION!r}, not the compiled kernel")
+    for kernel in (flow, timing):
+        if os.environ.get("LALIN_NO_EXTENSIONS") != "1" and kernel.IMPLEMENTATION != "cython":
+            raise pytest.UsageError(f"{kernel.__name__} loaded {kernel.IMPLEMENTATION!r}, not the compiled kernel")

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CORE = ["controllers", "cext"]
 FORBIDDEN_IMPORTS = {"infra", "streams", "devices", "faust", "aiokafka", "psycopg", "psycopg_pool", "pymodbus",
                      "asyncua", "asyncio", "socket", "subprocess", "requests", "random", "time", "os", "yaml"}
-ALLOWED = {("cext/flow.py", "os")}  # the one switch that picks the pure-Python twin (LALIN_NO_EXTENSIONS)
+# the switch that picks the pure-Python twins (LALIN_NO_EXTENSIONS)
+ALLOWED = {("cext/flow.py", "os"), ("cext/timing.py", "os")}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid1", "uuid4", "time", "monotonic", "perf_counter", "open"}
 
 
