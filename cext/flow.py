@@ -6,19 +6,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 from cext import flow_py
+from cext._select import choose
 
-pcu_flow_veh_h: Callable[..., Any]
-
-if os.environ.get("LALIN_NO_EXTENSIONS") == "1":
-    pcu_flow_veh_h = flow_py.pcu_flow_veh_h
-    IMPLEMENTATION = "python"
-else:
-    from cext import _flow  # type: ignore[attr-defined]
-
-    pcu_flow_veh_h = _flow.pcu_flow_veh_h
-    IMPLEMENTATION = "cython"
+_module, IMPLEMENTATION = choose("cext._flow", flow_py)
+pcu_flow_veh_h: Callable[..., Any] = _module.pcu_flow_veh_h

@@ -130,6 +130,8 @@ class Plan(_Strict):
 
     @property
     def _conflict_set(self) -> frozenset[tuple[Id, Id]]:
+        # Not cached: pydantic's model_copy(update=...) would carry a cached set into a copy whose
+        # conflicts changed, and a safety check must never answer from stale data.
         return frozenset(self.conflicts)
 
     def checksum(self) -> str:

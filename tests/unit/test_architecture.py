@@ -17,7 +17,7 @@ CORE = ["controllers", "cext"]
 FORBIDDEN_IMPORTS = {"infra", "streams", "devices", "faust", "aiokafka", "psycopg", "psycopg_pool", "pymodbus",
                      "asyncua", "asyncio", "socket", "subprocess", "requests", "random", "time", "os", "yaml"}
 # the switch that picks the pure-Python twins (LALIN_NO_EXTENSIONS)
-ALLOWED = {("cext/flow.py", "os"), ("cext/timing.py", "os")}
+ALLOWED = {("cext/_select.py", "os")}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid1", "uuid4", "time", "monotonic", "perf_counter", "open"}
 
 

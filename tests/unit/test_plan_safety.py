@@ -64,6 +64,11 @@ def test_a_group_green_over_consecutive_stages_keeps_the_interstage() -> None:
     assert periods["B"] == [30] and periods["C"] == [12] and periods["D"] == [24]
 
 
+def test_a_copied_plan_answers_from_its_own_conflicts() -> None:
+    assert not K01.conflict("A", "B")
+    assert K01.model_copy(update={"conflicts": [*K01.conflicts, ("A", "B")]}).conflict("B", "A")
+
+
 def test_the_demo_plan_and_its_default_timing_are_safe() -> None:
     assert validate(K01, K01.default_timing) == []
 
