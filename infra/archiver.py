@@ -93,6 +93,7 @@ class Archiver:
         self.writer: ArchiveWriter | None = None
         self._seek_conn: psycopg.AsyncConnection[Any] | None = None
         self.limits = Limits(settings.validation.max_event_bytes, settings.validation.max_future_s)
+        self._stopped = False
 
     async def start(self) -> None:
         """Connect to the database and join the consumer group."""
@@ -185,7 +186,10 @@ class Archiver:
                 await asyncio.gather(pending, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Leave the group, let a write in flight finish, and close the connections."""
+        """Leave the group, let a write in flight finish, and close the connections (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.consumer is not None:
             await self.consumer.stop()
         if self.conn is not None:

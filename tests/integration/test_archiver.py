@@ -307,3 +307,22 @@ def test_two_archivers_share_the_partitions_and_hand_over_cleanly(settings: Sett
     audit = subprocess.run([sys.executable, "-m", "infra", "audit", "verify", "--database-url", database_url],
                            capture_output=True, text=True, check=False)
     assert audit.returncode == 0, audit.stdout
+
+
+def test_stopping_an_archiver_twice_is_harmless(settings: Settings, database_url: str) -> None:
+    """The runtime may stop a failed archiver, then stop it again at shutdown."""
+
+    async def scenario() -> Archiver:
+        producer, _, epoch = await connect(settings)
+        archiver = await started_archiver(settings, database_url, epoch)
+        await archiver.stop()
+        await archiver.stop()
+        await archiver.stop_quietly()
+        await producer.stop()
+        return archiver
+
+    archiver = asyncio.run(scenario())
+    assert archiver.conn is not None and archiver.conn.closed
+    assert archiver._seek_conn is not None and archiver._seek_conn.closed
+    with pytest.raises(RuntimeError, match="after shutdown"):  # the writer thread is gone
+        archiver._writer_thread.submit(lambda: None)
