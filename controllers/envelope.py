@@ -124,12 +124,13 @@ def _decode_payload(header: _RawHeader) -> Payload:
         raise EventOutOfBounds(f"payload of {header.type}: {err}") from err
 
 
-def _envelope(header: _RawHeader, now: datetime, max_future_s: float) -> Envelope:
+def _envelope(header: _RawHeader, now: datetime | None, max_future_s: float) -> Envelope:
+    """The validated envelope; ``now=None`` skips the future-time bound (archived events)."""
     payload = _decode_payload(header)
-    limit = now + timedelta(seconds=max_future_s)
+    limit = None if now is None else now + timedelta(seconds=max_future_s)
     for name in ("event_time", "ingest_time"):
         value: datetime = getattr(header, name)
-        if value > limit:
+        if limit is not None and now is not None and value > limit:
             lead_s = (value - now).total_seconds()
             raise EventOutOfBounds(f"{name} {value.isoformat()} is {lead_s:.3f} s ahead of now (limit {max_future_s} s)")
     return Envelope(
@@ -154,7 +155,7 @@ def _raise_if_malformed(raw: bytes) -> None:
         raise MalformedEvent(f"not valid JSON: {err}") from err
 
 
-def _validate_bytes(raw: bytes, now: datetime, max_future_s: float) -> Envelope:
+def _validate_bytes(raw: bytes, now: datetime | None, max_future_s: float) -> Envelope:
     try:
         header = _RAW_HEADER_DECODER.decode(raw)
     except msgspec.ValidationError as err:
@@ -187,7 +188,7 @@ def decode_event(
 
 def decode_archived(body: bytes) -> Envelope:
     """Decode an archived record (already validated at ingest) and upcast it; no time bound."""
-    return _validate_bytes(body, now=datetime.max.replace(tzinfo=UTC) - timedelta(days=1), max_future_s=0.0)
+    return _validate_bytes(body, now=None, max_future_s=0.0)
 
 
 def make_event(

@@ -144,12 +144,12 @@ class ArchiveWriter:
     def _write(self, batch: list[Classified], epoch: str, now: datetime, look_up_all: bool) -> BatchPlan:
         valid = [item.decoded.event for item in batch if item.decoded is not None]
         try:
+            # The rows' days are among these: derived (anomaly) events take their cause's time.
             ensure_day_partitions(self.conn, {e.event_time.date() for e in valid} | {now.date()}, self.known_days)
             with self.conn.transaction():
                 heads = _lock_heads(self.conn, streams_touched(batch))
                 archived = _archived_among(self.conn, valid if look_up_all else possibly_archived(batch, heads))
                 plan = plan_batch(batch, now, heads, archived)
-                ensure_day_partitions(self.conn, {r.event.event_time.date() for r in plan.rows}, self.known_days)
                 if plan.rows:
                     _copy_rows(self.conn, plan.rows, epoch, now)
                 _write_rest(self.conn, plan, self.group_id, epoch, now)

@@ -28,6 +28,7 @@ from infra.publisher import EventPublisher
 log = logging.getLogger(__name__)
 DEMO_NETWORK = Path(__file__).parent / "catalogue" / "demo_network.yaml"
 GENERATOR_SOURCE_PREFIX = "demo"
+EFFECTIVE_LENGTH_M = 4.0  # motorcycle-heavy mix (~2 m motorcycles, ~4.5 m cars) plus a 2 m loop, weighted
 
 
 class DemoSite(BaseModel):
@@ -86,8 +87,9 @@ class DemoGenerator:
 
     def _readings(self, site: DemoSite, approach: str) -> list[tuple[str, Payload]]:
         volume = self._volume(site)
-        occupancy = min(1.0, volume.total_veh * 0.9 * 3600 / self.interval_s / 1800 / 10)
         speed = None if volume.total_veh == 0 else round(self.rng.uniform(18, 45), 1)
+        # occupancy = flow (veh/s) x effective length (vehicle + loop, m) / speed (m/s)
+        occupancy = 0.0 if speed is None else min(1.0, volume.total_veh / self.interval_s * EFFECTIVE_LENGTH_M / (speed / 3.6))
         detector = DetectorCounted(detector_id=f"{site.id}-{approach}-1", interval_s=self.interval_s, volume=volume,
                                    occupancy=round(occupancy, 4), mean_speed_kmh=speed, lane=f"{approach}1")
         incident = None
