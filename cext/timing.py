@@ -13,3 +13,7 @@ from cext._select import choose
 
 _module, IMPLEMENTATION = choose("cext._timing", timing_py)
 split_greens: Callable[..., Any] = _module.split_greens
+design_timings: Callable[..., Any] = _module.design_timings
+OVERSATURATED, CYCLE_CLAMPED, AT_MAXIMA, INFEASIBLE, OVER_CAPACITY = (
+    timing_py.OVERSATURATED, timing_py.CYCLE_CLAMPED, timing_py.AT_MAXIMA, timing_py.INFEASIBLE, timing_py.OVER_CAPACITY)
+MAX_MOVEMENTS = timing_py.MAX_MOVEMENTS

@@ -76,3 +76,12 @@ class ServiceStartError(LalinError):
 
 class StorageError(LalinError):
     """The archive database refused or failed an operation."""
+
+
+class InvalidDemand(LalinError, ValueError):
+    """Traffic counts that cannot be used: a negative or non-numeric flow, an unknown unit, a missing
+    or unknown movement. The message names the row, the field, the value and the unit."""
+
+
+class UnsafeTiming(LalinError):
+    """A computed timing failed the safety check: a defect, never sent anywhere. Carries the violations."""

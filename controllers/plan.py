@@ -11,11 +11,18 @@ follows from the plan.
 Field checks (types, bounds, units) happen when a plan is loaded; cross-references and
 safety (conflicting greens, intergreens below clearance, minimum greens, ...) are reported by
 :func:`controllers.safety.validate`, so an engineer sees every problem at once.
-Units: seconds (``_s``), metres (``_m``), km/h (``_kmh``), m/s and m/s² (``_mps``, ``_mps2``).
+Units: seconds (``_s``), metres (``_m``), km/h (``_kmh``), m/s and m/s² (``_mps``, ``_mps2``),
+passenger-car units per hour of green (``_pcu_h``).
+
+Beyond the signals, a plan holds what timing design needs: the approaches and the *movements*
+(lane groups) on them, each with its lanes, saturation flow and signal group; the corridor it
+is coordinated on (chainage and the arterial groups); named timings and a time-of-day schedule
+with exception days (Nyepi, ceremonies).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from typing import Literal
 
@@ -71,6 +78,67 @@ class SignalGroup(_Strict):
         return self
 
 
+#: MKJI 1997 basic saturation flow of a protected approach: ``S0 = 600 x We`` pcu per hour of green (We in metres).
+MKJI_BASE_SATURATION_PCU_H_PER_M = 600.0
+
+
+class Approach(_Strict):
+    """An approach (arm) of the intersection: the direction its traffic comes from."""
+
+    id: Id = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    name: str = ""
+    heading: Literal["N", "NE", "E", "SE", "S", "SW", "W", "NW"] = Field(description="where its traffic comes from")
+
+
+class Movement(_Strict):
+    """A lane group: the lanes of an approach that serve the same turns under one signal group.
+
+    Its saturation flow (pcu per hour of green, all its lanes together) is given directly or from
+    MKJI 1997 (protected approach): ``S = 600 x effective_width_m x saturation_factor``, where the
+    factor is the product of MKJI's adjustments (city size, side friction, grade, parking, turns).
+    A movement with ``free_flow`` (belok kiri jalan terus, left turn on red) is not signalised.
+    """
+
+    id: Id = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    approach: Id
+    turns: Literal["left", "through", "right", "left_through", "through_right", "all"]
+    signal_group: Id | None = None
+    free_flow: bool = False
+    lanes: int = Field(1, ge=1, le=8)
+    saturation_flow_pcu_h: float | None = Field(None, gt=0, le=20000)
+    effective_width_m: float | None = Field(None, gt=0, le=40)
+    saturation_factor: float = Field(1.0, gt=0, le=2)
+    progression_factor: float = Field(1.0, ge=0, le=2.5, description="HCM PF: 1.0 for random arrivals")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Movement:
+        given = (self.saturation_flow_pcu_h is not None) + (self.effective_width_m is not None)
+        if given > 1 or (given == 0 and not self.free_flow):
+            raise ValueError(f"movement {self.id}: give exactly one of saturation_flow_pcu_h (pcu/h) and "
+                             f"effective_width_m (m)")
+        if self.free_flow == (self.signal_group is not None):
+            raise ValueError(f"movement {self.id}: a signalised movement needs signal_group; a free_flow one has none")
+        return self
+
+    def saturation_pcu_h(self) -> float:
+        """Saturation flow of the lane group (pcu per hour of green)."""
+        if self.saturation_flow_pcu_h is not None:
+            return self.saturation_flow_pcu_h * self.saturation_factor
+        if self.effective_width_m is None:
+            raise ValueError(f"movement {self.id} is free-flowing: it has no saturation flow")
+        return MKJI_BASE_SATURATION_PCU_H_PER_M * self.effective_width_m * self.saturation_factor
+
+
+class Coordination(_Strict):
+    """Where the intersection lies on a coordinated corridor and which groups carry the arterial."""
+
+    corridor: str = Field(min_length=1)
+    chainage_m: float = Field(ge=0, le=200_000, description="position along the corridor (m)")
+    outbound_group: Id = Field(description="arterial group in the direction of increasing chainage")
+    inbound_group: Id = Field(description="arterial group in the direction of decreasing chainage")
+    progression_speed_kmh: float = Field(40.0, gt=0, le=120, description="design speed of the green wave (km/h)")
+
+
 class Stage(_Strict):
     """Groups that are green together."""
 
@@ -99,6 +167,59 @@ class Timing(_Strict):
     stage_greens_s: dict[Id, float] = Field(min_length=1, max_length=32)
 
 
+#: Reserved timing name: flashing amber (e.g. at night, or on Nyepi when Bali's roads are empty).
+FLASH = "flash"
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Switch(_Strict):
+    """From local time ``at`` (HH:MM) on, run the named timing (or ``flash``)."""
+
+    at: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    timing: Id
+
+    def minute_of_day(self) -> int:
+        """Minutes after local midnight."""
+        hours, minutes = self.at.split(":")
+        return int(hours) * 60 + int(minutes)
+
+
+class ExceptionDay(_Strict):
+    """A date that runs another day plan: Nyepi, a ceremony (upacara), a holiday, a planned closure."""
+
+    date: datetime.date
+    name: str = Field(min_length=1)
+    day_plan: Id
+
+
+class Schedule(_Strict):
+    """Time-of-day control: day plans (switch lists), the day plan of each weekday, and exception days.
+
+    Local time is ``utc_offset_h`` from UTC (Bali: WITA, UTC+8, no daylight saving). Before the
+    first switch of a day, the last timing of the previous day continues.
+    """
+
+    utc_offset_h: float = Field(8.0, ge=-12, le=14)
+    day_plans: dict[Id, list[Switch]] = Field(min_length=1)
+    week: dict[Weekday, Id]
+    exceptions: list[ExceptionDay] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Schedule:
+        missing = [d for d in WEEKDAYS if d not in self.week]
+        if missing:
+            raise ValueError(f"schedule week has no day plan for {missing}")
+        for name, switches in self.day_plans.items():
+            times = [s.minute_of_day() for s in switches]
+            if not switches or times != sorted(set(times)):
+                raise ValueError(f"day plan {name}: switches must be non-empty and in strictly increasing time")
+        dates = [e.date for e in self.exceptions]
+        if len(dates) != len(set(dates)):
+            raise ValueError("schedule exceptions name the same date twice")
+        return self
+
+
 class Plan(_Strict):
     """An intersection's signal plan (see the module docstring)."""
 
@@ -115,6 +236,11 @@ class Plan(_Strict):
     sequence: list[Id] = Field(min_length=2, max_length=16)
     cycle: CycleBounds
     default_timing: Timing | None = None
+    approaches: list[Approach] = Field(default_factory=list, max_length=8)
+    movements: list[Movement] = Field(default_factory=list, max_length=32)
+    coordination: Coordination | None = None
+    timings: dict[Id, Timing] = Field(default_factory=dict, description="named timings the schedule runs")
+    schedule: Schedule | None = None
 
     def group(self, group_id: Id) -> SignalGroup | None:
         """The group with id ``group_id``, or None."""
@@ -123,6 +249,10 @@ class Plan(_Strict):
     def stage(self, stage_id: Id) -> Stage | None:
         """The stage with id ``stage_id``, or None."""
         return next((s for s in self.stages if s.id == stage_id), None)
+
+    def movement(self, movement_id: Id) -> Movement | None:
+        """The movement with id ``movement_id``, or None."""
+        return next((m for m in self.movements if m.id == movement_id), None)
 
     def conflict(self, a: Id, b: Id) -> bool:
         """True when groups ``a`` and ``b`` may never be green together."""

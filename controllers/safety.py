@@ -5,7 +5,8 @@ pedestrian clearance) or a minimum green. This module is the controller-side che
 device drivers check again before anything is written to a controller. An empty list means
 safe. Every violation names the groups or stages, the offending value, the limit and the unit.
 
-Plan checks: references resolve; no stage holds two conflicting groups; every group is green
+Plan checks: references resolve (also movements, coordination, named timings and the
+schedule: see :func:`validate_all`); no stage holds two conflicting groups; every group is green
 in some stage; every conflicting pair has an intergreen in both directions, at least the
 losing group's clearance and amber; declared ambers meet the kinematic minimum.
 Timing checks: a green for every stage in the sequence and none for unknown stages; greens
@@ -19,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from controllers.clearance import amber_required_s, clearance_required_s, intergreen_s, interstage_s
-from controllers.plan import Id, Plan, Timing
+from controllers.plan import FLASH, Id, Plan, Timing
 
 #: Timings are compared to their limits with this tolerance (seconds): float sums, not rounding.
 TOLERANCE_S = 1e-6
@@ -61,7 +62,43 @@ def _references(plan: Plan) -> list[Violation]:
             for where, g in refs if g not in known_groups]
     out += [Violation("dangling_reference", f"sequence names unknown stage {s!r}", (s,))
             for s in plan.sequence if s not in known_stages]
+    return out + _design_references(plan, known_groups)
+
+
+def _design_references(plan: Plan, known_groups: set[Id]) -> list[Violation]:
+    """Approaches, movements, coordination, named timings and the schedule name only what exists."""
+    out: list[Violation] = []
+    for kind, ids in (("approach", [a.id for a in plan.approaches]), ("movement", [m.id for m in plan.movements])):
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            out.append(Violation("duplicate_id", f"{kind} id {dup!r} is declared twice", (dup,)))
+    approaches = {a.id for a in plan.approaches}
+    refs = [(f"movement {m.id}", "approach", m.approach, approaches) for m in plan.movements]
+    refs += [(f"movement {m.id}", "signal group", m.signal_group, known_groups) for m in plan.movements
+             if m.signal_group is not None]
+    if plan.coordination is not None:
+        refs += [("coordination", "signal group", g, known_groups)
+                 for g in (plan.coordination.outbound_group, plan.coordination.inbound_group)]
+    if plan.schedule is not None:
+        timings = {*plan.timings, FLASH} | ({"default"} if plan.default_timing is not None else set())
+        day_plans = set(plan.schedule.day_plans)
+        refs += [(f"day plan {name}", "timing", sw.timing, timings)
+                 for name, switches in plan.schedule.day_plans.items() for sw in switches]
+        refs += [(f"week {day}", "day plan", name, day_plans) for day, name in plan.schedule.week.items()]
+        refs += [(f"exception {e.date} ({e.name})", "day plan", e.day_plan, day_plans) for e in plan.schedule.exceptions]
+    out += [Violation("dangling_reference", f"{where} names unknown {kind} {ref!r}", (ref,))
+            for where, kind, ref, known in refs if ref not in known]
     return out
+
+
+def validate_all(plan: Plan) -> list[Violation]:
+    """Violations of the plan, its default timing and every named timing (subjects start with the timing's name)."""
+    found = validate(plan, plan.default_timing)
+    if found:
+        return found
+    for name, timing in plan.timings.items():
+        found += [msgspec.structs.replace(v, message=f"timing {name}: {v.message}", subjects=(name, *v.subjects))
+                  for v in validate(plan, timing)]
+    return found
 
 
 def _stage_conflicts(plan: Plan) -> list[Violation]:
