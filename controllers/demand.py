@@ -39,11 +39,12 @@ def demand_from_rows(plan: Plan, rows: Sequence[Mapping[str, str]], source: str 
     """The demand of every signalised movement of ``plan`` from count rows (see the module docstring).
 
     ``rows`` are mappings with the columns ``movement``, ``motorcycle``, ``car``, ``heavy`` and
-    ``unit``; row numbers in messages count the header as row 1, as a spreadsheet shows them.
+    ``unit``; row numbers in messages count the header as row 1, as a spreadsheet shows them
+    (a row's own ``_row`` value, when it has one, is its number in the file).
     """
     counts: dict[Id, tuple[list[float], float]] = {}
     for number, row in enumerate(rows, start=2):
-        where = f"{source} row {number}"
+        where = f"{source} row {row.get('_row', number)}"
         movement = (row.get("movement") or "").strip()
         if plan.movement(movement) is None:
             known = ", ".join(m.id for m in plan.movements) or "none"
@@ -79,5 +80,8 @@ def _to_pcu(plan: Plan, counts: dict[Id, tuple[list[float], float]]) -> dict[Id,
     factors = plan.pcu_factors
     flow.pcu_flow_veh_h(*columns, array("d", [counts[m][1] for m in ids]), factors.motorcycle, factors.car,
                         factors.heavy, out)
-    return {m: MovementDemand(m, *(v * 3600.0 / counts[m][1] for v in counts[m][0]), pcu_h=out[k])
-            for k, m in enumerate(ids)}
+    result = {}
+    for k, m in enumerate(ids):
+        motorcycle, car, heavy = (v * 3600.0 / counts[m][1] for v in counts[m][0])
+        result[m] = MovementDemand(m, motorcycle_veh_h=motorcycle, car_veh_h=car, heavy_veh_h=heavy, pcu_h=out[k])
+    return result

@@ -2,12 +2,9 @@
 
 :func:`split_cycle` shares the effective green ``C - L`` (cycle minus the interstages) between
 the stages in proportion to their weights — flow ratios give Webster's equisaturation splits
-``g_i = (y_i / Y)(C - L)`` — and redistributes when a bound binds:
-
-1. stages whose share falls below their minimum get exactly the minimum, and the rest is
-   shared again among the others (their shares only shrink, so this settles);
-2. then stages whose share exceeds their maximum get exactly the maximum, and the rest is
-   shared again (shares only grow, so no stage drops below its minimum).
+``g_i = (y_i / Y)(C - L)`` — within the stage bounds: every stage gets
+``clamp(lam * w_i, min_i, max_i)`` with the one ``lam`` that uses up ``C - L`` exactly (water
+filling). Stages of zero weight keep their minimum until every weighted stage is at its maximum.
 
 The sharing itself is the batch kernel ``cext.timing.split_greens`` (Cython, with its
 pure-Python twin ``cext.timing_py`` as oracle), here run on one intersection.

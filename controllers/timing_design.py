@@ -207,7 +207,7 @@ def _result(i: int, req: DesignRequest, lay: _Layout, out: _Outputs, width: int,
     stages = [StageResult(s, out.stage["green"][i * width + k], out.stage["x"][i * width + k])
               for k, s in enumerate(plan.sequence)]
     movements = []
-    for k, (movement, group, _mask, sat, lanes, _pf) in enumerate(lay.movements):
+    for k, (movement, group, _mask, sat, _lanes, _pf) in enumerate(lay.movements):
         j = i * mwidth + k
         flow, x, delay, queue = req.demand[movement].pcu_h, out.mov["x"][j], out.mov["delay"][j], out.mov["queue"][j]
         geff = out.mov["geff"][j]

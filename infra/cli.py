@@ -8,6 +8,9 @@
     lalin migrate
     lalin audit verify [--since T] [--json]
     lalin plan validate PLAN.yaml [--json]
+    lalin plan diff A.yaml B.yaml [--json]
+    lalin timing compute PLAN.yaml --counts COUNTS.csv [--cycle S] [--json]
+    lalin timing corridor PLAN.yaml... --counts COUNTS.csv [--json]
     lalin deadletters list [--limit N] [--reason R] [--json]
 
 The database is ``--database-url``, else ``LALIN_DATABASE__URL``, else the one of the
@@ -208,12 +211,12 @@ def plan() -> None:
 @click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plan_validate(plan_file: Path, as_json: bool) -> None:
-    """Check a plan (and its default timing) against the safety rules; exit 1 listing every violation."""
-    from controllers.safety import validate
+    """Check a plan (its default and named timings too) against the safety rules; exit 1 listing every violation."""
+    from controllers.safety import validate_all
     from infra.plans import load_plan
 
     loaded = load_plan(plan_file)
-    violations = validate(loaded, loaded.default_timing)
+    violations = validate_all(loaded)
     if as_json:
         click.echo(msgspec.json.encode({"plan": loaded.id, "version": loaded.version, "checksum": loaded.checksum(),
                                         "ok": not violations, "violations": violations}).decode())
@@ -224,6 +227,83 @@ def plan_validate(plan_file: Path, as_json: bool) -> None:
     else:
         click.echo(f"plan {loaded.id} v{loaded.version} is safe (checksum {loaded.checksum()[:16]})")
     sys.exit(1 if violations else 0)
+
+
+@plan.command("diff")
+@click.argument("before", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("after", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plan_diff(before: Path, after: Path, as_json: bool) -> None:
+    """What changed from plan BEFORE to plan AFTER, and whether AFTER is safe; exit 0 when equal, 1 when not."""
+    from controllers.plan_diff import diff_plans
+    from controllers.safety import validate_all
+    from infra.plans import load_plan
+
+    a, b = load_plan(before), load_plan(after)
+    changes = diff_plans(a, b)
+    violations = validate_all(b)
+    if as_json:
+        click.echo(msgspec.json.encode({"before": {"plan": a.id, "version": a.version, "checksum": a.checksum()},
+                                        "after": {"plan": b.id, "version": b.version, "checksum": b.checksum()},
+                                        "changes": changes, "after_violations": violations}).decode())
+    else:
+        click.echo(f"{a.id} v{a.version} ({a.checksum()[:12]}) -> {b.id} v{b.version} ({b.checksum()[:12]}): "
+                   f"{len(changes)} change(s)")
+        for c in changes:
+            if c.kind == "changed":
+                click.echo(f"  ~ {c.path}: {json.dumps(c.before)} -> {json.dumps(c.after)}")
+            else:
+                click.echo(f"  {'+' if c.kind == 'added' else '-'} {c.path}: "
+                           f"{json.dumps(c.after if c.kind == 'added' else c.before)}")
+        click.echo(f"{b.id} v{b.version}: " + ("safe" if not violations else f"{len(violations)} violation(s)"))
+        for v in violations:
+            click.echo(f"  {v.code}: {v.message}")
+    sys.exit(1 if changes else 0)
+
+
+@cli.group()
+def timing() -> None:
+    """Timing design from traffic counts: Webster cycle, splits, HCM delay, corridor offsets."""
+
+
+@timing.command("compute")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--counts", "counts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV: movement, motorcycle, car, heavy, unit (veh/h, veh/15min, veh/5min, veh/min) [, plan]")
+@click.option("--cycle", "cycle_s", type=click.FloatRange(min=1, max=600), default=None,
+              help="use this cycle (s) instead of Webster's")
+@click.option("--period-min", type=click.FloatRange(min=1, max=240), default=15.0, show_default=True,
+              help="HCM analysis period (minutes)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def timing_compute(plan_file: Path, counts_file: Path, cycle_s: float | None, period_min: float, as_json: bool) -> None:
+    """Cycle, stage greens, X, delay and LOS per movement and for the intersection, from counts."""
+    from controllers.demand import demand_from_rows
+    from controllers.timing_design import design_timing
+    from infra.counts import read_counts, rows_for_plan
+    from infra.plans import load_plan
+
+    loaded = load_plan(plan_file)
+    rows = rows_for_plan(read_counts(counts_file), loaded.id)
+    design = design_timing(loaded, demand_from_rows(loaded, rows, str(counts_file)), cycle_s=cycle_s,
+                           period_h=period_min / 60.0)
+    _emit(design, as_json, _design_text(design, loaded.name))
+
+
+def _design_text(design: Any, name: str) -> str:
+    webster = f"{design.webster_cycle_s:.1f} s" if design.webster_cycle_s is not None else "none (Y >= 1)"
+    lines = [f"{design.plan} v{design.plan_version} {name} (plan checksum {design.plan_checksum[:12]})",
+             f"cycle {design.cycle_s:.1f} s, offset {design.offset_s:.1f} s   Webster {webster}; critical path "
+             f"Y = {design.critical_flow_ratio:.3f}, L = {design.critical_lost_time_s:.1f} s",
+             f"{'stage':<8}{'green s':>9}{'X':>7}"]
+    lines += [f"{s.stage:<8}{s.green_s:>9.1f}{s.degree_of_saturation:>7.2f}" for s in design.stages]
+    lines.append(f"{'movement':<10}{'group':<7}{'pcu/h':>7}{'S pcu/h':>9}{'y':>7}{'g s':>7}{'X':>7}"
+                 f"{'delay s':>9}{'LOS':>5}{'BoQ m':>9}")
+    lines += [f"{m.movement:<10}{m.signal_group:<7}{m.flow_pcu_h:>7.0f}{m.saturation_pcu_h:>9.0f}{m.flow_ratio:>7.3f}"
+              f"{m.effective_green_s:>7.1f}{m.degree_of_saturation:>7.2f}{m.delay_s:>9.1f}{m.los:>5}"
+              f"{m.back_of_queue_m:>9.0f}" for m in design.movements]
+    lines.append(f"intersection: delay {design.delay_s:.1f} s/pcu, LOS {design.los}")
+    lines += [f"note: {n}" for n in design.notes]
+    return "\n".join(lines)
 
 
 @cli.group()

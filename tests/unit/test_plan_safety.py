@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import yaml
@@ -16,6 +15,7 @@ from controllers.plan import Plan, Timing
 from controllers.safety import cycle_of_s, green_intervals_s, validate
 from controllers.splits import split_cycle, stage_bounds_s
 from infra.plans import PLANS_DIR
+from tests.strategies import plans, refusal_is_justified
 
 K01_DATA = yaml.safe_load((PLANS_DIR / "K01.yaml").read_text())
 K01 = Plan.model_validate(K01_DATA)
@@ -129,57 +129,7 @@ def test_bad_plan_fields_are_refused_at_load_with_the_unit() -> None:
         Plan.model_validate(k01(cycle={"min_s": float("nan"), "max_s": 120}))
 
 
-# --- random plans -------------------------------------------------------------------------------
-@st.composite
-def plans(draw) -> Plan:
-    """Plans that are safe by construction: random groups, stages, conflicts and clearances."""
-    n_groups, n_stages = draw(st.integers(2, 6)), draw(st.integers(2, 4))
-    groups = []
-    for i in range(n_groups):
-        pedestrian = draw(st.booleans()) and i > 0
-        min_green = draw(st.floats(4, 15))
-        max_green = draw(st.none() | st.floats(min_green + 40, 120))
-        group = {"id": f"G{i}", "kind": "pedestrian" if pedestrian else "vehicle", "min_green_s": min_green,
-                 "max_green_s": None if pedestrian else max_green, "crossing_m": draw(st.floats(8, 40))}
-        if not pedestrian:
-            speed = draw(st.floats(20, 70))
-            group.update(approach_speed_kmh=speed, grade=draw(st.floats(-0.06, 0.06)),
-                         amber_s=math.ceil(1 + speed / 3.6 / 5.0) + 1)
-        groups.append(group)
-    member = [{draw(st.integers(0, n_stages - 1))} for _ in groups]
-    for i in range(n_groups):
-        member[i] |= set(draw(st.lists(st.integers(0, n_stages - 1), max_size=2)))
-    together = {(a, b) for a in range(n_groups) for b in range(n_groups) if member[a] & member[b]}
-    conflicts = [(f"G{a}", f"G{b}") for a in range(n_groups) for b in range(a + 1, n_groups)
-                 if (a, b) not in together and draw(st.booleans())]
-    stages = [{"id": f"S{k}", "green": [f"G{i}" for i in range(n_groups) if k in member[i]] or ["G0"]}
-              for k in range(n_stages)]
-    assume(all(len(s["green"]) == len(set(s["green"])) for s in stages))
-    data = {"id": "R", "name": "random", "version": 1, "signal_groups": groups, "conflicts": conflicts,
-            "stages": stages, "sequence": [s["id"] for s in stages], "cycle": {"min_s": 30, "max_s": 240},
-            "intergreens_s": {}}
-    plan = Plan.model_validate(data)
-    for a, b in conflicts:
-        for losing, gaining in ((a, b), (b, a)):
-            need = clearance_required_s(plan.group(losing), plan)
-            data["intergreens_s"].setdefault(losing, {})[gaining] = math.ceil(need) + draw(st.integers(0, 3))
-    plan = Plan.model_validate(data)
-    assume(validate(plan) == [])  # stage 0 fallback may put G0 with a conflicting group
-    return plan
-
-
-def refusal_is_justified(plan: Plan) -> bool:
-    """A stage's conservative bounds cross, the minima do not fit the longest cycle, or the maxima not the shortest."""
-    try:
-        bounds = stage_bounds_s(plan)
-    except TimingInfeasible as err:
-        return "exceeds its maximum" in str(err)
-    lost = lost_time_s(plan)
-    fits_min = lost + sum(low for low, _ in bounds.values()) <= plan.cycle.max_s
-    fits_max = lost + sum(min(high, 1e9) for _, high in bounds.values()) >= plan.cycle.min_s
-    return not (fits_min and fits_max)
-
-
+# --- random plans (tests/strategies.py) ------------------------------------------------------
 @settings(max_examples=200, deadline=None)
 @given(plans(), st.floats(20, 300), st.data())
 def test_no_split_ever_violates_its_plan(plan: Plan, cycle: float, data) -> None:

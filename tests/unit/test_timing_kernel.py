@@ -48,6 +48,15 @@ def test_parity_with_the_twin_and_bounds_hold(batch) -> None:
         row = compiled[i * width:i * width + n]
         assert all(lows[i * width + j] - 1e-9 <= g <= highs[i * width + j] + 1e-9 for j, g in enumerate(row))
         assert sum(row) <= available[i] + 1e-6  # never more than the effective green
+        most = sum(highs[i * width:i * width + n])
+        assert sum(row) == pytest.approx(min(available[i], most), rel=1e-9, abs=1e-6)  # and all of it when bounds allow
+
+
+def test_a_stage_at_its_minimum_takes_up_what_the_others_cannot() -> None:
+    out = array.array("d", [0.0] * 3)
+    timing.split_greens(array.array("d", [1.0, 1.0, 1e-9]), array.array("d", [5.0, 5.0, 7.0]),
+                        array.array("d", [35.0, 30.0, 45.0]), array.array("i", [3]), array.array("d", [93.0]), out, 3)
+    assert list(out) == pytest.approx([35.0, 30.0, 28.0])
 
 
 @pytest.mark.parametrize("kernel", [timing.split_greens, timing_py.split_greens])
