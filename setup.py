@@ -10,6 +10,7 @@ COMPILE_ARGS = ["-O2", "-ffp-contract=off", "-fno-fast-math"]
 extensions = [
     Extension("cext._flow", ["cext/_flow.pyx"], extra_compile_args=COMPILE_ARGS),
     Extension("cext._timing", ["cext/_timing.pyx"], extra_compile_args=COMPILE_ARGS),
+    Extension("cext._corridor", ["cext/_corridor.pyx"], extra_compile_args=COMPILE_ARGS),
 ]
 
 

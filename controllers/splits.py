@@ -47,7 +47,7 @@ def stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
     bounds = {s: (0.0, math.inf) for s in seq}
     for group in plan.signal_groups:
         flags = [group.id in _stage_green(plan, s) for s in seq]
-        for run in _runs(flags):
+        for run in cyclic_runs(flags):
             for k in run:
                 low, high = bounds[seq[k]]
                 low = max(low, group.min_green_s)
@@ -68,7 +68,7 @@ def _stage_green(plan: Plan, stage_id: Id) -> list[Id]:
     return stage.green
 
 
-def _runs(flags: list[bool]) -> list[list[int]]:
+def cyclic_runs(flags: list[bool]) -> list[list[int]]:
     """Cyclic runs of consecutive True positions (indices), e.g. [T, F, T, T] -> [[2, 3, 0]]."""
     n = len(flags)
     if all(flags):

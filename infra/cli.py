@@ -289,6 +289,39 @@ def timing_compute(plan_file: Path, counts_file: Path, cycle_s: float | None, pe
     _emit(design, as_json, _design_text(design, loaded.name))
 
 
+@timing.command("corridor")
+@click.argument("plan_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--counts", "counts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with a plan column: plan, movement, motorcycle, car, heavy, unit")
+@click.option("--step", "step_s", type=click.FloatRange(min=0.1, max=10), default=1.0, show_default=True,
+              help="offset resolution (s)")
+@click.option("--period-min", type=click.FloatRange(min=1, max=240), default=15.0, show_default=True,
+              help="HCM analysis period (minutes)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def timing_corridor(plan_files: tuple[Path, ...], counts_file: Path, step_s: float, period_min: float,
+                    as_json: bool) -> None:
+    """Common cycle and offsets for the intersections of a corridor, with the green-wave bandwidth achieved."""
+    from controllers.corridor import design_corridor
+    from controllers.demand import demand_from_rows
+    from infra.counts import read_counts, rows_for_plan
+    from infra.plans import load_plan
+
+    rows = read_counts(counts_file)
+    items = []
+    for path in plan_files:
+        loaded = load_plan(path)
+        items.append((loaded, demand_from_rows(loaded, rows_for_plan(rows, loaded.id), f"{counts_file} ({loaded.id})")))
+    result = design_corridor(items, step_s=step_s, period_h=period_min / 60.0)
+    lines = [f"corridor {result.corridor}: common cycle {result.cycle_s:.1f} s",
+             f"green wave: outbound {result.bandwidth_outbound_s:.1f} s, inbound {result.bandwidth_inbound_s:.1f} s "
+             f"(efficiency {result.efficiency:.0%} of the cycle)",
+             f"{'plan':<6}{'chainage m':>11}{'offset s':>10}{'out green':>11}{'in green':>10}{'delay s':>9}{'LOS':>5}  name"]
+    lines += [f"{i.plan:<6}{i.chainage_m:>11.0f}{i.offset_s:>10.1f}{i.outbound.length_s:>11.1f}{i.inbound.length_s:>10.1f}"
+              f"{i.design.delay_s:>9.1f}{i.design.los:>5}  {i.name}" for i in result.intersections]
+    lines += [f"note: {n}" for n in result.notes]
+    _emit(result, as_json, "\n".join(lines))
+
+
 def _design_text(design: Any, name: str) -> str:
     webster = f"{design.webster_cycle_s:.1f} s" if design.webster_cycle_s is not None else "none (Y >= 1)"
     lines = [f"{design.plan} v{design.plan_version} {name} (plan checksum {design.plan_checksum[:12]})",

@@ -47,3 +47,63 @@ def test_a_malformed_plan_names_the_field(tmp_path: Path) -> None:
     done = run("plan", "validate", str(path))
     assert done.returncode == 2
     assert "min_green_s" in done.stderr and "greater than or equal to 0" in done.stderr
+
+
+COUNTS = PLANS_DIR.parent / "counts"
+
+
+def test_timing_compute_prints_the_design(tmp_path: Path) -> None:
+    done = run("timing", "compute", str(PLANS_DIR / "K01.yaml"), "--counts", str(COUNTS / "K01_am_peak.csv"))
+    assert done.returncode == 0, done.stderr
+    assert "cycle 127.0 s" in done.stdout and "Y = 0.559, L = 34.0 s" in done.stdout
+    assert "intersection: delay 36.8 s/pcu, LOS D" in done.stdout
+    as_json = json.loads(run("timing", "compute", str(PLANS_DIR / "K01.yaml"), "--counts",
+                             str(COUNTS / "K01_am_peak.csv"), "--cycle", "100", "--json").stdout)
+    assert as_json["cycle_s"] == 100 and {m["movement"] for m in as_json["movements"]} == {"N_T", "N_R", "S_TR", "E_A", "W_A"}
+
+
+def test_timing_compute_refuses_bad_counts_naming_row_field_and_unit(tmp_path: Path) -> None:
+    rows = (COUNTS / "K01_am_peak.csv").read_text().splitlines()
+    rows[3] = rows[3].replace(",veh/h", ",veh/jam")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(rows) + "\n")
+    done = run("timing", "compute", str(PLANS_DIR / "K01.yaml"), "--counts", str(bad))
+    assert done.returncode == 2
+    assert f"{bad} row 4: unit 'veh/jam' is unknown; use one of veh/h" in done.stderr
+    bad.write_text("movement,motorcycle,car\nN_T,1,2\n")
+    done = run("timing", "compute", str(PLANS_DIR / "K01.yaml"), "--counts", str(bad))
+    assert done.returncode == 2 and "missing column(s) heavy, unit" in done.stderr
+
+
+def test_timing_corridor_prints_offsets_and_bandwidth() -> None:
+    plans = [str(PLANS_DIR / f"{k}.yaml") for k in ("K01", "K02", "K03")]
+    done = run("timing", "corridor", *plans, "--counts", str(COUNTS / "sunset_road_am_peak.csv"), "--step", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [i["plan"] for i in result["intersections"]] == ["K01", "K02", "K03"]
+    assert result["cycle_s"] == 150 and result["bandwidth_outbound_s"] + result["bandwidth_inbound_s"] > 0
+    assert all(i["offset_s"] % 2 == 0 for i in result["intersections"])
+
+
+def test_plan_diff_names_every_change(tmp_path: Path) -> None:
+    data = yaml.safe_load((PLANS_DIR / "K01.yaml").read_text())
+    data["version"] = 2
+    data["signal_groups"][0]["max_green_s"] = 100
+    data["conflicts"].remove(["B", "C"])
+    data["conflicts"].append(["E", "A"])  # already there as [A, E]: not a change
+    data["intergreens_s"]["P2"]["A"] = 18
+    data["stages"].append({"id": "S4", "green": ["P1", "P2"]})
+    path = tmp_path / "K01_v2.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = run("plan", "diff", str(PLANS_DIR / "K01.yaml"), str(path))
+    assert done.returncode == 1
+    assert "~ version: 1 -> 2" in done.stdout
+    assert "~ signal_groups[A].max_green_s: 110.0 -> 100.0" in done.stdout
+    assert "- conflicts[B-C]" in done.stdout and "conflicts[A-E]" not in done.stdout
+    assert "~ intergreens_s.P2.A: 17.0 -> 18.0" in done.stdout
+    assert '+ stages[S4]: {"id": "S4", "green": ["P1", "P2"]}' in done.stdout
+    assert "5 change(s)" in done.stdout
+    # the longer P2 -> A intergreen lengthens the S3 -> S1 interstage: the default timing no longer adds up
+    assert "K01 v2: 1 violation(s)" in done.stdout and "cycle_mismatch: greens and interstages add up to 101.000 s" in done.stdout
+    same = run("plan", "diff", str(PLANS_DIR / "K01.yaml"), str(PLANS_DIR / "K01.yaml"), "--json")
+    assert same.returncode == 0 and json.loads(same.stdout)["changes"] == []
