@@ -74,7 +74,7 @@ def test_the_compiled_corridor_kernel_equals_its_twin(case) -> None:
 @settings(max_examples=60, deadline=None)
 @given(corridors(max_n=4))
 def test_the_reported_bands_are_real(case) -> None:
-    n, cycle, step, (so, lo, to, si, li, ti) = case
+    _, cycle, _, (so, lo, to, si, li, ti) = case
     offsets, (b_out, b_in) = optimise(corridor.corridor_offsets, *case)
     assert slow_band(cycle, offsets, so, lo, to) == pytest.approx(b_out, abs=0.011)
     assert slow_band(cycle, offsets, si, li, ti) == pytest.approx(b_in, abs=0.011)
@@ -124,7 +124,8 @@ def test_corridor_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(TimingInfeasible, match="needs 2..16 intersections, got 1"):
         design_corridor(items(["K01"]))
     plan, demand = items(["K02"])[0]
-    other = plan.model_copy(update={"id": "K09", "coordination": plan.coordination.model_copy(update={"corridor": "Jl. Imam Bonjol"})})
+    elsewhere = plan.coordination.model_copy(update={"corridor": "Jl. Imam Bonjol"})
+    other = plan.model_copy(update={"id": "K09", "coordination": elsewhere})
     with pytest.raises(TimingInfeasible, match="different corridors"):
         design_corridor([*items(["K01"]), (other, demand)])
     loose = plan.model_copy(update={"coordination": None})
