@@ -8,6 +8,7 @@ with ``-ffp-contract=off`` so results are equal bit for bit.
 from libc.math cimport INFINITY, NAN, pow, sqrt
 
 DEF MAX_STAGES = 16
+DEF LEFTOVER_S = 1e-9
 DEF MAX_MOVEMENTS = 32
 DEF ITERATIONS = 16
 DEF OVERSATURATED = 1
@@ -65,7 +66,7 @@ cdef void _split_row(const double* w, const double* low, const double* high, int
         else:
             u[j] = 1.0
     rest = _fill(u, low, high, n, rest, g)
-    if rest > 0.0 and total > 0.0:
+    if rest > LEFTOVER_S and total > 0.0:
         for j in range(n):
             u[j] = 1.0 if g[j] < high[j] else 0.0
         _fill(u, low, high, n, rest, g)
@@ -83,7 +84,7 @@ cdef double _extra(const double* u, const double* low, const double* high, int n
 cdef double _fill(const double* u, const double* low, const double* high, int n, double rest,
                   double* g) noexcept nogil:
     cdef double points[2 * MAX_STAGES]
-    cdef double bound, previous = 0.0, f_previous = 0.0, point, f, slope
+    cdef double bound, previous = 0.0, f_previous = 0.0, point, f, slope, assigned
     cdef int count = 0, j, k, p, side
     for j in range(n):
         if u[j] > 0.0:
@@ -111,10 +112,12 @@ cdef double _fill(const double* u, const double* low, const double* high, int n,
                 slope = slope + u[j]
         if slope <= 0.0:
             break
+        assigned = 0.0
         for j in range(n):
             if u[j] > 0.0:
                 g[j] = _clamp(previous * u[j] + (rest - f_previous) * (u[j] / slope), low[j], high[j])
-        return 0.0
+                assigned = assigned + (g[j] - low[j])
+        return rest - assigned
     for j in range(n):
         if u[j] > 0.0 and high[j] / u[j] <= previous:
             g[j] = high[j]

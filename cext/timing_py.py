@@ -15,6 +15,7 @@ import math
 from collections.abc import MutableSequence, Sequence
 
 MAX_STAGES = 16
+LEFTOVER_S = 1e-9  # green left over after the weighted stages (s) that goes to the others
 _INF = float("inf")
 _NAN = float("nan")
 
@@ -49,7 +50,7 @@ def _split_row(w: Sequence[float], low: Sequence[float], high: Sequence[float], 
     for j in range(n):  # shares of the total: fractions, so subnormal weights cannot overflow
         u[j] = (w[base + j] / total if w[base + j] > 0.0 else 0.0) if total > 0.0 else 1.0
     rest = _fill(u, low, high, n, rest, g, base)
-    if rest > 0.0 and total > 0.0:  # every weighted stage that can grow is at its maximum
+    if rest > LEFTOVER_S and total > 0.0:  # every weighted stage that can grow is at its maximum
         for j in range(n):
             u[j] = 1.0 if g[base + j] < high[base + j] else 0.0
         _fill(u, low, high, n, rest, g, base)
@@ -89,11 +90,13 @@ def _fill(u: Sequence[float], low: Sequence[float], high: Sequence[float], n: in
                 slope = slope + u[j]
         if slope <= 0.0:
             break
+        assigned = 0.0
         for j in range(n):
             if u[j] > 0.0:
                 g[base + j] = _clamp(previous * u[j] + (rest - f_previous) * (u[j] / slope), low[base + j],
                                      high[base + j])
-        return 0.0
+                assigned = assigned + (g[base + j] - low[base + j])
+        return rest - assigned  # not 0 when a bound overflowed (a subnormal weight) and clamped
     for j in range(n):
         if u[j] > 0.0 and high[base + j] / u[j] <= previous:
             g[base + j] = high[base + j]
