@@ -9,11 +9,11 @@ from libc.math cimport floor, fmod
 
 DEF MAX_INTERSECTIONS = 16
 DEF MAX_SWEEPS = 50
-DEF STARTS = 11
+DEF STARTS = 32
 
 
 def corridor_offsets(const int[::1] n_int, const double[::1] cycle_s, const double[::1] step_s,
-                     const double[::1] start_out, const double[::1] length_out, const double[::1] travel_out,
+                     const long long[::1] exact_limit, const double[::1] start_out, const double[::1] length_out, const double[::1] travel_out,
                      const double[::1] start_in, const double[::1] length_in, const double[::1] travel_in,
                      double[::1] offsets_out, double[::1] bands_out, Py_ssize_t width):
     """Per row (corridor): offsets (s, ``width`` per row) and the bands achieved (outbound, inbound: 2 per row)."""
@@ -22,6 +22,7 @@ def corridor_offsets(const int[::1] n_int, const double[::1] cycle_s, const doub
     if width < 1:
         raise ValueError(f"width {width} must be >= 1")
     sizes = (("cycle_s", cycle_s.shape[0], rows), ("step_s", step_s.shape[0], rows),
+             ("exact_limit", exact_limit.shape[0], rows),
              ("start_out", start_out.shape[0], rows * width), ("length_out", length_out.shape[0], rows * width),
              ("travel_out", travel_out.shape[0], rows * width), ("start_in", start_in.shape[0], rows * width),
              ("length_in", length_in.shape[0], rows * width), ("travel_in", travel_in.shape[0], rows * width),
@@ -34,7 +35,7 @@ def corridor_offsets(const int[::1] n_int, const double[::1] cycle_s, const doub
                                travel_in, width)
     with nogil:
         for i in range(rows):
-            _optimise(n_int[i], cycle_s[i], step_s[i], &start_out[i * width], &length_out[i * width],
+            _optimise(n_int[i], cycle_s[i], step_s[i], exact_limit[i], &start_out[i * width], &length_out[i * width],
                       &travel_out[i * width], &start_in[i * width], &length_in[i * width], &travel_in[i * width],
                       &offsets_out[i * width], &bands_out[2 * i])
 
@@ -79,7 +80,7 @@ cdef inline double _grid(double value, double step, int slots) noexcept nogil:
     return s * step
 
 
-cdef void _optimise(int n, double cycle, double step, const double* start_out, const double* length_out,
+cdef void _optimise(int n, double cycle, double step, long long limit, const double* start_out, const double* length_out,
                     const double* travel_out, const double* start_in, const double* length_in,
                     const double* travel_in, double* offsets, double* bands) noexcept nogil:
     cdef double phi[MAX_INTERSECTIONS]
@@ -89,7 +90,38 @@ cdef void _optimise(int n, double cycle, double step, const double* start_out, c
     cdef double best_out = -1.0, best_in = -1.0, target, cur_out, cur_in, keep, b_out, b_in
     cdef int start, k, s, sweep, j, shift
     cdef bint improved
-    cdef long long seed = 12345
+    cdef long long seed = 12345, combinations = 1, c
+    cdef int digit[MAX_INTERSECTIONS]
+    for k in range(1, n):
+        combinations = combinations * slots
+        if combinations > limit:
+            break
+    if combinations <= limit:
+        for k in range(n):
+            digit[k] = 0
+            phi[k] = 0.0
+        for c in range(combinations):
+            b_out = _band(n, cycle, phi, start_out, length_out, travel_out)
+            b_in = _band(n, cycle, phi, start_in, length_in, travel_in)
+            if _better(b_out, b_in, best_out, best_in):
+                best_out = b_out
+                best_in = b_in
+                for k in range(n):
+                    best_phi[k] = phi[k]
+            k = 1
+            while k < n:
+                digit[k] = digit[k] + 1
+                if digit[k] < slots:
+                    phi[k] = digit[k] * step
+                    break
+                digit[k] = 0
+                phi[k] = 0.0
+                k = k + 1
+        for k in range(n):
+            offsets[k] = best_phi[k]
+        bands[0] = best_out
+        bands[1] = best_in
+        return
     for start in range(STARTS):
         for k in range(n):
             if start == 0:

@@ -11,7 +11,8 @@ the widest green wave both ways.
    intersection's, km/h). The offsets are chosen by the compiled kernel ``cext.corridor``
    to maximise the outbound and inbound bandwidths (s; the narrower counted twice, so a
    two-way wave wins over a slightly wider one-way wave) on a grid of ``step_s``; the first
-   intersection's offset is 0.
+   intersection's offset is 0. Small grids (``EXACT_LIMIT`` combinations) are searched
+   exhaustively, larger ones by a local search from several starts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from controllers.plan import Coordination, Id, Plan, Timing
 from controllers.safety import validate
 from controllers.splits import cyclic_runs
 from controllers.timing_design import DesignRequest, TimingDesign, design_timings
+
+#: Corridors with at most this many offset combinations on the grid are searched exhaustively
+#: (e.g. 3 intersections at a 1 s grid and cycles up to 141 s); larger ones by the local search.
+EXACT_LIMIT = 20_000
 
 
 class GreenWindow(msgspec.Struct, frozen=True):
@@ -159,7 +164,7 @@ def _optimise(cycle: float, step_s: float, windows: list[tuple[GreenWindow, Gree
 
     n = len(windows)
     offsets, bands = array("d", [0.0] * n), array("d", [0.0, 0.0])
-    kernel.corridor_offsets(array("i", [n]), array("d", [cycle]), array("d", [step_s]),
+    kernel.corridor_offsets(array("i", [n]), array("d", [cycle]), array("d", [step_s]), array("q", [EXACT_LIMIT]),
                             array("d", [w[0].start_s for w in windows]), array("d", [w[0].length_s for w in windows]),
                             array("d", travel_out), array("d", [w[1].start_s for w in windows]),
                             array("d", [w[1].length_s for w in windows]), array("d", travel_in), offsets, bands, n)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import array
 import itertools
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,22 @@ def corridors(draw, max_n: int = 4):
     return n, cycle, step, windows
 
 
-def optimise(kernel, n, cycle, step, windows):
+def optimise(kernel, n, cycle, step, windows, exact_limit=0):
     offsets, bands = array.array("d", [0.0] * n), array.array("d", [0.0, 0.0])
-    kernel(array.array("i", [n]), array.array("d", [cycle]), array.array("d", [step]),
+    kernel(array.array("i", [n]), array.array("d", [cycle]), array.array("d", [step]), array.array("q", [exact_limit]),
            *(array.array("d", w) for w in windows), offsets, bands, n)
     return list(offsets), list(bands)
+
+
+def exhaustive_score(n, cycle, step, windows) -> float:
+    so, lo, to, si, li, ti = windows
+    best = 0.0
+    for combo in itertools.product(range(math.floor(cycle / step)), repeat=n - 1):
+        phi = [0.0, *(c * step for c in combo)]
+        o = corridor_py._band(n, cycle, phi, so, lo, to, 0)
+        i = corridor_py._band(n, cycle, phi, si, li, ti, 0)
+        best = max(best, o + i + min(o, i))
+    return best
 
 
 def slow_band(cycle, offsets, starts, lengths, travel, resolution=0.01) -> float:
@@ -66,9 +78,10 @@ def slow_band(cycle, offsets, starts, lengths, travel, resolution=0.01) -> float
 
 
 @settings(max_examples=100, deadline=None)
-@given(corridors())
-def test_the_compiled_corridor_kernel_equals_its_twin(case) -> None:
-    assert optimise(corridor.corridor_offsets, *case) == optimise(corridor_py.corridor_offsets, *case)
+@given(corridors(), st.sampled_from([0, 10**6]))
+def test_the_compiled_corridor_kernel_equals_its_twin(case, exact_limit) -> None:
+    assert (optimise(corridor.corridor_offsets, *case, exact_limit=exact_limit)
+            == optimise(corridor_py.corridor_offsets, *case, exact_limit=exact_limit))
 
 
 @settings(max_examples=60, deadline=None)
@@ -82,16 +95,28 @@ def test_the_reported_bands_are_real(case) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(corridors(max_n=3))
-def test_the_search_finds_the_exhaustive_optimum_on_small_corridors(case) -> None:
-    n, cycle, step, (so, lo, to, si, li, ti) = case
-    _, (b_out, b_in) = optimise(corridor.corridor_offsets, *case)
-    best = 0.0
-    for combo in itertools.product(range(math.floor(cycle / step)), repeat=n - 1):
-        phi = [0.0, *(c * step for c in combo)]
-        o = corridor_py._band(n, cycle, phi, so, lo, to, 0)
-        i = corridor_py._band(n, cycle, phi, si, li, ti, 0)
-        best = max(best, o + i + min(o, i))
-    assert b_out + b_in + min(b_out, b_in) == pytest.approx(best)
+def test_small_grids_are_searched_exhaustively(case) -> None:
+    _, (b_out, b_in) = optimise(corridor.corridor_offsets, *case, exact_limit=10**6)
+    assert b_out + b_in + min(b_out, b_in) == pytest.approx(exhaustive_score(*case))
+
+
+def test_the_local_search_finds_the_optimum_in_nearly_every_corridor() -> None:
+    """Measured quality of the heuristic (used above EXACT_LIMIT): on a fixed sample of random
+    corridors it is optimal in at least 97 % and never below 50 % of the optimum."""
+    rng = random.Random(3)
+    ratios = []
+    for _ in range(300):
+        n, cycle, step = rng.randint(3, 4), float(rng.choice([40, 60])), 5.0
+        chain = sorted(rng.choice([0.0, rng.uniform(0, 3000)]) for _ in range(n))
+        speed = rng.uniform(8, 17)
+        windows = [[rng.uniform(0, cycle) for _ in range(n)], [rng.uniform(5, cycle) for _ in range(n)],
+                   [(x - chain[0]) / speed for x in chain], [rng.uniform(0, cycle) for _ in range(n)],
+                   [rng.uniform(5, cycle) for _ in range(n)], [(chain[-1] - x) / speed for x in chain]]
+        _, (b_out, b_in) = optimise(corridor.corridor_offsets, n, cycle, step, windows, exact_limit=0)
+        best = exhaustive_score(n, cycle, step, windows)
+        ratios.append((b_out + b_in + min(b_out, b_in)) / best if best > 0 else 1.0)
+    optimal = sum(r > 1 - 1e-9 for r in ratios)
+    assert optimal >= 0.97 * len(ratios) and min(ratios) >= 0.5, (optimal, min(ratios))
 
 
 def test_a_perfect_one_way_wave_is_found() -> None:
@@ -107,7 +132,7 @@ def test_the_sunset_road_corridor() -> None:
     result = design_corridor(items(SUNSET))
     assert [i.plan for i in result.intersections] == SUNSET  # sorted by chainage
     assert result.cycle_s == 150.0  # K03's cycle, at its plan's maximum
-    assert result.bandwidth_outbound_s > 0 and result.bandwidth_inbound_s > 0
+    assert (result.bandwidth_outbound_s, result.bandwidth_inbound_s) == (28.0, 28.0)  # docs/timing.md
     assert result.efficiency == pytest.approx((result.bandwidth_outbound_s + result.bandwidth_inbound_s) / 300)
     for i, (plan, _) in zip(result.intersections, items(SUNSET), strict=True):
         timing = i.design.timing()

@@ -120,6 +120,7 @@ def test_k01_worked_example() -> None:
     assert n_t.effective_green_s == pytest.approx(green_a)
     delay, x = control_delay_s(design.cycle_s, green_a, 1498, 4200)
     assert (n_t.delay_s, n_t.degree_of_saturation) == (pytest.approx(delay), pytest.approx(x))
+    assert (round(n_t.capacity_pcu_h), round(x, 2), round(delay, 1), n_t.los) == (2580, 0.58, 15.6, "B")  # docs/timing.md
     s_tr = next(m for m in design.movements if m.movement == "S_TR")
     c, g, v, s, lanes = design.cycle_s, design.stages[0].green_s, 972.0, 3780.0, 2
     x = v / (s * g / c)
@@ -138,6 +139,7 @@ def test_an_overlapping_movement_that_is_critical_lengthens_both_its_stages() ->
     design = design_timing(K01, demand_from_rows(K01, rows))
     n_t = next(m for m in design.movements if m.movement == "N_T")
     assert design.critical_lost_time_s == 24  # path (S1 S2 by A) + S3: only S2->S3 and S3->S1 are lost
+    assert design.critical_flow_ratio == pytest.approx((5000 * 0.2 + 1000 + 60 * 1.3) / 4200 + 495.6 / 3300)  # 0.645
     assert n_t.degree_of_saturation == pytest.approx(design.stages[2].degree_of_saturation, rel=1e-3)  # equisaturated
 
 
