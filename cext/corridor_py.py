@@ -11,9 +11,8 @@ is the longest interval ``[t, t + b]`` such that a platoon leaving the first int
 The objective is ``b_out + b_in + min(b_out, b_in)``, the two bandwidths with the narrower
 counted twice, so that a green wave both ways beats a slightly wider one-way wave (ties: the
 first found), over offsets on a grid of ``step_s`` seconds. Corridors whose grid has at most
-``exact_limit`` offset combinations are searched exhaustively (exact on the grid); otherwise
-the optimiser runs, the first
-intersection fixed at 0: local search from 32 starts (the perfect outbound wave, the perfect
+``exact_limit`` offset combinations are searched exhaustively (exact on the grid); otherwise,
+with the first intersection fixed at 0, a local search runs from 32 starts (the perfect outbound wave, the perfect
 inbound wave, all offsets 0, and 29 fixed pseudo-random ones) with two moves per intersection
 k, each tried at every grid position - move k alone, or shift k and every intersection after
 it together (which changes only the link into k) - sweeping until a sweep improves nothing
