@@ -11,16 +11,18 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from cext import corridor, corridor_py
 from controllers.corridor import design_corridor, stage_starts_s
 from controllers.demand import demand_from_rows
 from controllers.errors import TimingInfeasible
+from controllers.plan import Plan
 from controllers.safety import validate
 from infra.counts import read_counts, rows_for_plan
 from infra.plans import PLANS_DIR, load_plan
+from tests.strategies import plans_with_demand, refusal_is_justified
 
 COUNTS = read_counts(PLANS_DIR.parent / "counts" / "sunset_road_am_peak.csv")
 SUNSET = ["K04", "K01", "K02", "K05", "K03"]
@@ -156,3 +158,36 @@ def test_corridor_errors_name_the_problem(tmp_path: Path) -> None:
     loose = plan.model_copy(update={"coordination": None})
     with pytest.raises(TimingInfeasible, match="K02 has no coordination"):
         design_corridor([*items(["K01"]), (loose, demand)])
+
+
+@st.composite
+def random_corridors(draw):
+    """Two to four random safe plans with demand, placed on one corridor."""
+    cases = [draw(plans_with_demand(max_load=0.6)) for _ in range(draw(st.integers(2, 4)))]
+    out = []
+    for k, (random_plan, rows) in enumerate(cases):
+        vehicles = [g.id for g in random_plan.signal_groups if g.kind == "vehicle"]
+        coordination = {"corridor": "random", "chainage_m": 400.0 * k + draw(st.floats(0, 300)),
+                        "outbound_group": draw(st.sampled_from(vehicles)), "inbound_group": draw(st.sampled_from(vehicles)),
+                        "progression_speed_kmh": draw(st.floats(25, 60))}
+        plan = Plan.model_validate({**random_plan.model_dump(), "id": f"R{k}", "coordination": coordination})
+        out.append((plan, demand_from_rows(plan, rows)))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_corridors(), st.sampled_from([1.0, 5.0]))
+def test_no_corridor_timing_ever_violates_its_plan(items_, step) -> None:
+    try:
+        result = design_corridor(items_, step_s=step)
+    except TimingInfeasible as err:  # bounds that do not overlap, or a plan that cannot be timed at all
+        assert "do not overlap" in str(err) or "cannot run the common cycle" in str(err) \
+            or any(refusal_is_justified(plan) for plan, _ in items_), err
+        event("refused")
+        return
+    event("designed")
+    plans = {plan.id: plan for plan, _ in items_}
+    for i in result.intersections:
+        assert validate(plans[i.plan], i.design.timing()) == []
+        assert i.design.cycle_s == pytest.approx(result.cycle_s) and 0 <= i.offset_s < result.cycle_s
+    assert 0 <= result.bandwidth_outbound_s <= result.cycle_s and 0 <= result.bandwidth_inbound_s <= result.cycle_s
