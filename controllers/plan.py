@@ -167,8 +167,10 @@ class Timing(_Strict):
     stage_greens_s: dict[Id, float] = Field(min_length=1, max_length=32)
 
 
-#: Reserved timing name: flashing amber (e.g. at night, or on Nyepi when Bali's roads are empty).
+#: Reserved timing names: flashing amber (e.g. on Nyepi, when Bali's roads are empty), and the
+#: plan's default timing.
 FLASH = "flash"
+DEFAULT = "default"
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from controllers.clearance import amber_required_s, clearance_required_s, intergreen_s, interstage_s
-from controllers.plan import FLASH, Id, Plan, Timing
+from controllers.plan import DEFAULT, FLASH, Id, Plan, Timing
 
 #: Timings are compared to their limits with this tolerance (seconds): float sums, not rounding.
 TOLERANCE_S = 1e-6
@@ -71,6 +71,8 @@ def _design_references(plan: Plan, known_groups: set[Id]) -> list[Violation]:
     for kind, ids in (("approach", [a.id for a in plan.approaches]), ("movement", [m.id for m in plan.movements])):
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
             out.append(Violation("duplicate_id", f"{kind} id {dup!r} is declared twice", (dup,)))
+    out += [Violation("reserved_name", f"timing name {name!r} is reserved ({FLASH}: flashing amber, {DEFAULT}: "
+                      f"the default timing)", (name,)) for name in plan.timings if name in (FLASH, DEFAULT)]
     approaches = {a.id for a in plan.approaches}
     refs = [(f"movement {m.id}", "approach", m.approach, approaches) for m in plan.movements]
     refs += [(f"movement {m.id}", "signal group", m.signal_group, known_groups) for m in plan.movements
@@ -79,7 +81,7 @@ def _design_references(plan: Plan, known_groups: set[Id]) -> list[Violation]:
         refs += [("coordination", "signal group", g, known_groups)
                  for g in (plan.coordination.outbound_group, plan.coordination.inbound_group)]
     if plan.schedule is not None:
-        timings = {*plan.timings, FLASH} | ({"default"} if plan.default_timing is not None else set())
+        timings = {*plan.timings, FLASH} | ({DEFAULT} if plan.default_timing is not None else set())
         day_plans = set(plan.schedule.day_plans)
         refs += [(f"day plan {name}", "timing", sw.timing, timings)
                  for name, switches in plan.schedule.day_plans.items() for sw in switches]

@@ -15,9 +15,7 @@ import datetime
 import msgspec
 
 from controllers.errors import ConfigurationError
-from controllers.plan import FLASH, WEEKDAYS, Id, Plan, Schedule, Switch, Timing
-
-DEFAULT = "default"
+from controllers.plan import DEFAULT, FLASH, WEEKDAYS, Id, Plan, Schedule, Switch, Timing
 
 
 class ActiveTiming(msgspec.Struct, frozen=True):

@@ -38,7 +38,7 @@ from cext import timing as kernel
 from controllers.capacity import level_of_service
 from controllers.clearance import interstage_s
 from controllers.demand import MovementDemand
-from controllers.errors import TimingInfeasible, UnsafeTiming
+from controllers.errors import InvalidDemand, TimingInfeasible, UnsafeTiming
 from controllers.plan import Id, Plan, Timing
 from controllers.safety import validate
 from controllers.splits import stage_bounds_s
@@ -176,6 +176,8 @@ class _Columns:
             j = i * self.width + k
             self.stage["min"][j], self.stage["max"][j], self.stage["inter"][j] = low, high, inter
         for k, (movement, _group, mask, sat, lanes, pf) in enumerate(lay.movements):
+            if movement not in req.demand:
+                raise InvalidDemand(f"plan {plan.id}: no demand for signalised movement {movement}")
             j = i * self.mwidth + k
             self.mask[j] = mask
             self.mov["flow"][j], self.mov["sat"][j] = req.demand[movement].pcu_h, sat

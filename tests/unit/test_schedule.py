@@ -72,6 +72,9 @@ def test_schedule_mistakes_are_reported() -> None:
     found = validate_all(Plan.model_validate(data))
     assert {v.code for v in found} == {"green_below_minimum"} and all(v.subjects[0] == "NIGHT" for v in found)
     assert found[0].message.startswith("timing NIGHT: C is green 4.00 s")
+    data = copy.deepcopy(K01_DATA)
+    data["timings"]["flash"] = data["timings"]["NIGHT"]
+    assert [v.code for v in validate_all(Plan.model_validate(data))] == ["reserved_name"]
     with pytest.raises(ValueError, match="strictly increasing"):
         bad = copy.deepcopy(K01_DATA)
         bad["schedule"]["day_plans"]["NYEPI"] = [{"at": "06:00", "timing": "flash"}, {"at": "06:00", "timing": "NIGHT"}]

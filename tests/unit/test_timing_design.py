@@ -177,6 +177,10 @@ def test_bad_counts_name_the_row_field_and_unit(change, message) -> None:
 def test_missing_movements_are_named() -> None:
     with pytest.raises(InvalidDemand, match="no counts for signalised movement.s. E_A, W_A of plan K01"):
         demand_from_rows(K01, [r for r in ROWS if r["movement"] not in ("E_A", "W_A")])
+    demand = demand_from_rows(K01, ROWS)
+    del demand["E_A"]
+    with pytest.raises(InvalidDemand, match="plan K01: no demand for signalised movement E_A"):
+        design_timing(K01, demand)
 
 
 def test_counts_in_15_minute_units_are_scaled_to_hourly_flows() -> None:
