@@ -9,6 +9,7 @@ from libc.math cimport INFINITY, NAN, pow, sqrt
 
 DEF MAX_STAGES = 16
 DEF LEFTOVER_S = 1e-9
+DEF MIN_SHARE = 1e-12
 DEF MAX_MOVEMENTS = 32
 DEF ITERATIONS = 16
 DEF OVERSATURATED = 1
@@ -62,7 +63,7 @@ cdef void _split_row(const double* w, const double* low, const double* high, int
         return
     for j in range(n):
         if total > 0.0:
-            u[j] = w[j] / total if w[j] > 0.0 else 0.0
+            u[j] = w[j] / total if w[j] / total >= MIN_SHARE else 0.0
         else:
             u[j] = 1.0
     rest = _fill(u, low, high, n, rest, g)

@@ -4,9 +4,10 @@ Operations run in the same order as the compiled kernel, so results match bit fo
 The algorithm, per row (intersection): every stage gets ``g_j = clamp(lam * w_j, min_j, max_j)``
 with the one ``lam`` that makes the greens add up to ``available_s`` (found exactly by a scan
 of the sorted breakpoints ``min_j / w_j`` and ``max_j / w_j`` of the piecewise-linear sum).
-Stages of zero weight keep their minimum unless every weighted stage is at its maximum; then
-they share the rest equally. All weights zero: equal shares. When every stage is at its
-maximum the greens add up to less than ``available_s`` (the caller shortens the cycle).
+Weights below 1e-12 of their total count as zero. Stages of zero weight keep their minimum
+unless every weighted stage is at its maximum; then they share the rest equally. All weights
+zero: equal shares. When every stage is at its maximum the greens add up to less than
+``available_s`` (the caller shortens the cycle).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import MutableSequence, Sequence
 
 MAX_STAGES = 16
 LEFTOVER_S = 1e-9  # green left over after the weighted stages (s) that goes to the others
+MIN_SHARE = 1e-12  # a stage weight below this fraction of the total counts as zero
 _INF = float("inf")
 _NAN = float("nan")
 
@@ -47,8 +49,8 @@ def _split_row(w: Sequence[float], low: Sequence[float], high: Sequence[float], 
         rest = rest - low[base + j]
     if rest <= 0.0:
         return
-    for j in range(n):  # shares of the total: fractions, so subnormal weights cannot overflow
-        u[j] = (w[base + j] / total if w[base + j] > 0.0 else 0.0) if total > 0.0 else 1.0
+    for j in range(n):  # shares of the total; shares below MIN_SHARE count as zero (no overflowing bounds)
+        u[j] = (w[base + j] / total if w[base + j] / total >= MIN_SHARE else 0.0) if total > 0.0 else 1.0
     rest = _fill(u, low, high, n, rest, g, base)
     if rest > LEFTOVER_S and total > 0.0:  # every weighted stage that can grow is at its maximum
         for j in range(n):
