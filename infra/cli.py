@@ -9,6 +9,7 @@
     lalin audit verify [--since T] [--json]
     lalin plan validate PLAN.yaml [--json]
     lalin plan diff A.yaml B.yaml [--json]
+    lalin plan schedule PLAN.yaml [--at T] [--json]
     lalin timing compute PLAN.yaml --counts COUNTS.csv [--cycle S] [--json]
     lalin timing corridor PLAN.yaml... --counts COUNTS.csv [--json]
     lalin deadletters list [--limit N] [--reason R] [--json]
@@ -259,6 +260,29 @@ def plan_diff(before: Path, after: Path, as_json: bool) -> None:
         for v in violations:
             click.echo(f"  {v.code}: {v.message}")
     sys.exit(1 if changes else 0)
+
+
+@plan.command("schedule")
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--at", "at_text", default=None, help="ISO 8601 time with zone [default: now]")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plan_schedule(plan_file: Path, at_text: str | None, as_json: bool) -> None:
+    """Which timing the plan's time-of-day schedule runs at an instant, and why."""
+    from controllers.schedule import active_timing, resolve_timing
+    from infra.plans import load_plan
+
+    loaded = load_plan(plan_file)
+    at = parse_time(at_text) if at_text else datetime.now(UTC)
+    active = active_timing(loaded, at)
+    timing = resolve_timing(loaded, active.timing)
+    shown = "flashing amber" if timing is None else (
+        f"cycle {timing.cycle_s:g} s, offset {timing.offset_s:g} s, greens "
+        + ", ".join(f"{s} {g:g} s" for s, g in timing.stage_greens_s.items()))
+    text = f"{loaded.id} at {at.isoformat()}: {active.timing} ({shown})\n" + (
+        f"  day plan {active.day_plan} ({active.day}), since {active.since_local:%Y-%m-%d %H:%M} local"
+        if active.day_plan else "  no schedule: the default timing runs at all times")
+    _emit({"plan": loaded.id, "at": at.isoformat(), **msgspec.to_builtins(active),
+           "timing_detail": None if timing is None else timing.model_dump()}, as_json, text)
 
 
 @cli.group()

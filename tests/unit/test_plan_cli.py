@@ -107,3 +107,14 @@ def test_plan_diff_names_every_change(tmp_path: Path) -> None:
     assert "K01 v2: 1 violation(s)" in done.stdout and "cycle_mismatch: greens and interstages add up to 101.000 s" in done.stdout
     same = run("plan", "diff", str(PLANS_DIR / "K01.yaml"), str(PLANS_DIR / "K01.yaml"), "--json")
     assert same.returncode == 0 and json.loads(same.stdout)["changes"] == []
+
+
+def test_plan_schedule_says_what_runs_and_why() -> None:
+    done = run("plan", "schedule", str(PLANS_DIR / "K01.yaml"), "--at", "2027-03-09T07:00:00+08:00")
+    assert done.returncode == 0, done.stderr
+    assert "K01 at 2027-03-09T07:00:00+08:00: flash (flashing amber)" in done.stdout
+    assert "day plan NYEPI (exception 2027-03-09: Nyepi, Saka 1949), since 2027-03-09 06:00 local" in done.stdout
+    as_json = json.loads(run("plan", "schedule", str(PLANS_DIR / "K01.yaml"), "--at", "2027-03-03T00:30:00Z", "--json").stdout)
+    assert as_json["timing"] == "AM_PEAK" and as_json["timing_detail"]["cycle_s"] == 130
+    naive = run("plan", "schedule", str(PLANS_DIR / "K01.yaml"), "--at", "2027-03-03T08:30:00")
+    assert naive.returncode == 2 and "has no time zone" in naive.stderr
