@@ -9,7 +9,9 @@ Plan checks: references resolve (also movements, coordination, named timings and
 schedule: see :func:`validate_all`); no stage holds two conflicting groups; every group is green
 in some stage; every conflicting pair has an intergreen in both directions, at least the
 losing group's clearance and amber; declared ambers meet the kinematic minimum.
-Timing checks: a green for every stage in the sequence and none for unknown stages; greens
+Timing checks: a conflicting group never starts green sooner than the intergreen after the
+end of the other's green, also when stages lie between them (``intergreen_cut``); a green for
+every stage in the sequence and none for unknown stages; greens
 not negative; each group's green (across consecutive stages it spans) within its minimum and
 maximum; the cycle equals greens plus interstages, within the plan's bounds; the offset lies
 inside the cycle.
@@ -192,7 +194,7 @@ def _timing(plan: Plan, timing: Timing) -> list[Violation]:
             for s, g in greens.items() if g < 0]
     if out:
         return out
-    out += _group_greens(plan, timing)
+    out += _group_greens(plan, timing) + _intergreens_across_stages(plan, timing)
     cycle = cycle_of_s(plan, greens)
     if abs(cycle - timing.cycle_s) > TOLERANCE_S * len(greens):
         out.append(Violation("cycle_mismatch", f"greens and interstages add up to {cycle:.3f} s, the cycle is "
@@ -204,6 +206,48 @@ def _timing(plan: Plan, timing: Timing) -> list[Violation]:
     if timing.offset_s >= timing.cycle_s:
         out.append(Violation("offset_outside_cycle", f"offset {timing.offset_s:.2f} s is not below the cycle "
                              f"{timing.cycle_s:.2f} s", (), timing.offset_s, timing.cycle_s, "s"))
+    return out
+
+
+def intergreen_paths(plan: Plan) -> list[tuple[Id, Id, float, list[int], float]]:
+    """Every place a group's green ends and a conflicting group's next green starts more than one
+    stage later: (losing, gaining, required intergreen s, indices of the stages in between,
+    interstage seconds along the way). The greens of the stages in between must make up the rest."""
+    seq, n = plan.sequence, len(plan.sequence)
+    greens = {s.id: set(s.green) for s in plan.stages}
+    out = []
+    for a, b in plan.conflicts:
+        for losing, gaining in ((a, b), (b, a)):
+            group = plan.group(losing)
+            assert group is not None
+            required = intergreen_s(plan, losing, gaining)
+            if required is None:
+                required = clearance_required_s(group, plan)
+            for k in range(n):
+                if losing not in greens[seq[k]] or losing in greens[seq[(k + 1) % n]]:
+                    continue
+                between, inter, m = [], interstage_s(plan, seq[k], seq[(k + 1) % n]), (k + 1) % n
+                for _ in range(n):
+                    if gaining in greens[seq[m]]:
+                        break
+                    between.append(m)
+                    inter += interstage_s(plan, seq[m], seq[(m + 1) % n])
+                    m = (m + 1) % n
+                if between and gaining in greens[seq[m]]:
+                    out.append((losing, gaining, required, between, inter))
+    return out
+
+
+def _intergreens_across_stages(plan: Plan, timing: Timing) -> list[Violation]:
+    out = []
+    seq = plan.sequence
+    for losing, gaining, required, between, inter in intergreen_paths(plan):
+        gap = inter + sum(timing.stage_greens_s[seq[m]] for m in between)
+        if gap + TOLERANCE_S < required:
+            out.append(Violation("intergreen_cut", f"only {gap:.2f} s pass between the end of {losing}'s green and the "
+                                 f"start of conflicting {gaining}'s (through stage(s) "
+                                 f"{', '.join(seq[m] for m in between)}); the intergreen is {required:.2f} s",
+                                 (losing, gaining), gap, required, "s"))
     return out
 
 

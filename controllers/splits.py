@@ -10,10 +10,12 @@ The sharing itself is the batch kernel ``cext.timing.split_greens`` (Cython, wit
 pure-Python twin ``cext.timing_py`` as oracle), here run on one intersection.
 
 Stage bounds come from the groups: a stage's minimum is the largest minimum green of its
-groups; its maximum is the smallest budget of a group whose maximum green applies, a group
-green over a run of ``r`` consecutive stages getting ``(max_green - interstages in the run) / r``
-per stage. These bounds are conservative: any greens within them satisfy every group's
-minimum and maximum. When the cycle cannot hold the minima it is lengthened; when every stage
+groups, raised where a group's green ends and a conflicting group's starts more than one stage
+later (the stages between share what the interstages leave of the intergreen); its maximum
+is the smallest budget of a group whose maximum green applies, a group green over a run of
+``r`` consecutive stages getting ``(max_green - interstages in the run) / r`` per stage.
+These bounds are conservative: any greens within them satisfy every group's minimum and
+maximum and every intergreen. When the cycle cannot hold the minima it is lengthened; when every stage
 sits at its maximum it is shortened; both are reported, never hidden. No timing this module
 returns violates :func:`controllers.safety.validate` for a plan that passes it.
 """
@@ -29,7 +31,7 @@ from cext import timing as timing_kernel
 from controllers.clearance import interstage_s, lost_time_s
 from controllers.errors import TimingInfeasible
 from controllers.plan import Id, Plan, Timing
-from controllers.safety import cycle_of_s
+from controllers.safety import cycle_of_s, intergreen_paths
 
 
 class Split(msgspec.Struct, frozen=True):
@@ -55,6 +57,12 @@ def stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
                     inside = sum(interstage_s(plan, seq[run[i]], seq[run[i + 1]]) for i in range(len(run) - 1))
                     high = min(high, (group.max_green_s - inside) / len(run))
                 bounds[seq[k]] = (low, high)
+    for _losing, _gaining, required, between, inter in intergreen_paths(plan):
+        # the stages between a group's end of green and a conflicting group's next start make up the intergreen
+        share = (required - inter) / len(between)
+        for m in between:
+            low, high = bounds[seq[m]]
+            bounds[seq[m]] = (max(low, share), high)
     for stage, (low, high) in bounds.items():
         if high < low:
             raise TimingInfeasible(f"stage {stage}: minimum green {low:.2f} s exceeds its maximum {high:.2f} s")

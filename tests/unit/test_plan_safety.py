@@ -169,3 +169,23 @@ def test_a_cut_minimum_green_is_caught(plan: Plan, data) -> None:
                  if [stage] == [s for s in plan.sequence if g.id in plan.stage(s).green] and g.min_green_s == low]
     assume(only_here and low > 0)
     assert any(v.code == "green_below_minimum" for v in validate(plan, timing))
+
+
+def test_an_intergreen_across_a_short_stage_is_caught_and_splits_respect_it() -> None:
+    """Found by the controller-logic property test: G4's green ends after S1, conflicting G3 starts at
+    S0 two stages later; S2 in between must last long enough for G4's 12 s intergreen."""
+    data = {"id": "R", "name": "cut", "version": 1, "cycle": {"min_s": 30, "max_s": 240},
+            "signal_groups": [{"id": "G0", "kind": "vehicle", "min_green_s": 4, "amber_s": 4, "approach_speed_kmh": 20,
+                               "crossing_m": 8},
+                              {"id": "G3", "kind": "pedestrian", "min_green_s": 4, "crossing_m": 8},
+                              {"id": "G4", "kind": "pedestrian", "min_green_s": 4, "crossing_m": 14}],
+            "conflicts": [["G3", "G4"]], "intergreens_s": {"G3": {"G4": 7}, "G4": {"G3": 12}},
+            "stages": [{"id": "S0", "green": ["G0", "G3"]}, {"id": "S1", "green": ["G4"]}, {"id": "S2", "green": ["G0"]}],
+            "sequence": ["S0", "S1", "S2"]}
+    plan = Plan.model_validate(data)
+    cut = Timing(cycle_s=40, stage_greens_s={"S0": 22, "S1": 7, "S2": 4})  # interstages 7 + 0 + 0
+    found = validate(plan, cut)
+    assert [(v.code, v.subjects, v.value, v.limit) for v in found] == [("intergreen_cut", ("G4", "G3"), 4.0, 12.0)]
+    assert stage_bounds_s(plan)["S2"][0] == 12.0  # S2 must hold the whole 12 s (no interstage on the way)
+    split = split_cycle(plan, 40, {"S0": 1.0, "S1": 1.0, "S2": 0.0})
+    assert split.timing.stage_greens_s["S2"] >= 12.0 and validate(plan, split.timing) == []

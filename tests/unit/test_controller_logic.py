@@ -1,0 +1,109 @@
+"""The controller logic the simulator runs: its signal aspects never show conflicting greens,
+never cut an intergreen or a minimum green, and commands are idempotent and wait for the
+cycle boundary."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from controllers.errors import TimingInfeasible
+from controllers.plan import Timing
+from controllers.splits import split_cycle
+from devices.controller_logic import advance, aspects, conflict_detected, handle_command, start
+from infra.plans import PLANS_DIR, load_plan
+from tests.strategies import plans
+
+K01 = load_plan(PLANS_DIR / "K01.yaml")
+SHOWS_GREEN = {"green", "flashing_green"}
+
+
+def timeline(plan, timing, step_s: float, cycles: int = 2):
+    state = start(plan, timing)
+    samples = []
+    for k in range(math.ceil(cycles * timing.cycle_s / step_s)):
+        samples.append((k * step_s, aspects(plan, state)))
+        state = advance(plan, state, step_s)
+    return samples
+
+
+def check_timeline(plan, samples, step_s: float) -> None:
+    """No conflicting groups show green (steady or a crossing's flashing clearance) together; a group
+    starts green no earlier than the intergreen after the end of a conflicting group's steady green;
+    every whole green lasts its minimum."""
+    tolerance = step_s + 1e-6
+    green_start: dict[str, float] = {}
+    green_end: dict[str, float] = {}
+    pairs = plan.conflicts + [(b, a) for a, b in plan.conflicts]
+    for t, shown in samples:
+        for a, b in plan.conflicts:
+            assert not (shown[a] in SHOWS_GREEN and shown[b] in SHOWS_GREEN), (t, a, b, shown)
+        for g in plan.signal_groups:
+            if shown[g.id] == "green" and g.id not in green_start:
+                for losing, gaining in pairs:
+                    if gaining == g.id and losing in green_end:
+                        assert t - green_end[losing] >= plan.intergreens_s[losing][gaining] - tolerance, (t, losing, g.id)
+                green_start[g.id] = t
+            elif shown[g.id] != "green" and g.id in green_start:
+                if green_start[g.id] > 0:  # a whole green period was seen: it lasted at least the minimum
+                    assert t - green_start[g.id] >= g.min_green_s - tolerance, (g.id, green_start[g.id], t)
+                del green_start[g.id]
+                green_end[g.id] = t
+
+
+def test_k01_default_timing_timeline() -> None:
+    samples = timeline(K01, K01.default_timing, 0.5)
+    check_timeline(K01, samples, 0.5)
+    at = dict(samples)
+    assert at[0.0]["A"] == at[0.0]["B"] == "green" and at[0.0]["D"] == "red"
+    assert at[30.0]["B"] == "amber" and at[30.0]["A"] == "green" and at[30.0]["P1"] == "flashing_green"  # S1 -> S2
+    assert at[33.5]["B"] == "red" and at[40.0]["C"] == "green"  # after the 10 s interstage
+
+
+@settings(max_examples=40, deadline=None)
+@given(plans(), st.floats(40, 200), st.sampled_from([0.1, 0.25]), st.data())
+def test_no_timeline_shows_conflicting_greens_or_cuts_a_clearance(plan, cycle, step, data) -> None:
+    weights = {s: data.draw(st.floats(0, 1)) for s in plan.sequence}
+    try:
+        timing = split_cycle(plan, cycle, weights).timing
+    except TimingInfeasible:
+        assume(False)
+    check_timeline(plan, timeline(plan, timing, step), step)
+
+
+def test_a_new_timing_waits_for_the_cycle_boundary_and_a_repeat_does_nothing() -> None:
+    state = start(K01, K01.default_timing)
+    new = Timing(cycle_s=130, offset_s=0, stage_greens_s={"S1": 44, "S2": 26, "S3": 26})
+    state = advance(K01, state, 20)
+    state, outcome = handle_command(K01, state, 7, "apply_timing", new)
+    assert outcome.result == "accepted" and state.pending_seq == 7 and state.timing == K01.default_timing
+    state, outcome = handle_command(K01, state, 7, "apply_timing", new)
+    assert outcome.result == "repeated"
+    state = advance(K01, state, 79.9)
+    assert state.timing == K01.default_timing and state.applied_seq == 0
+    state = advance(K01, state, 0.1)  # 100 s: the cycle boundary
+    assert state.timing == new and state.applied_seq == 7 and state.pending_seq == 0 and state.mode == "central"
+
+
+def test_unsafe_timings_are_refused_with_the_reason() -> None:
+    state = start(K01, K01.default_timing)
+    short = Timing(cycle_s=94, offset_s=0, stage_greens_s={"S1": 30, "S2": 6, "S3": 24})
+    state, outcome = handle_command(K01, state, 3, "apply_timing", short.model_copy(update={"cycle_s": 95}))
+    assert (outcome.result, outcome.reason, state.rejected_seq) == ("rejected", "cycle_mismatch", 3)
+    state, outcome = handle_command(K01, state, 4, "apply_timing", Timing(cycle_s=92, offset_s=0,
+                                                                          stage_greens_s={"S1": 30, "S2": 4, "S3": 24}))
+    assert outcome.reason == "green_below_minimum" and state.rejected_seq == 4
+
+
+def test_a_conflict_latches_flash_until_reset() -> None:
+    state = conflict_detected(start(K01, K01.default_timing))
+    assert set(aspects(K01, state).values()) == {"flashing_amber", "dark"}
+    state, outcome = handle_command(K01, state, 5, "apply_timing", K01.default_timing)
+    assert (outcome.result, outcome.reason) == ("rejected", "fault_latched")
+    state = advance(K01, state, 300)
+    assert state.interval == "flash"
+    state, outcome = handle_command(K01, state, 6, "reset_fault")
+    assert outcome.result == "accepted" and "conflict_monitor" not in state.faults
+    assert aspects(K01, state)["A"] == "green"
