@@ -135,7 +135,6 @@ def design_timings(const int[::1] n_stages, const int[::1] n_mov, const double[:
                    double[::1] effective_green_out, double[::1] x_out, double[::1] movement_delay_out,
                    double[::1] queue_out, Py_ssize_t width, Py_ssize_t mwidth):
     """Per row (intersection): design a timing and evaluate it (see ``cext.timing_py.design_timings``)."""
-    from cext import timing_py
     cdef Py_ssize_t rows = n_stages.shape[0], i
     if width < 1 or mwidth < 1:
         raise ValueError(f"width {width} and mwidth {mwidth} must be >= 1")
@@ -164,6 +163,7 @@ def design_timings(const int[::1] n_stages, const int[::1] n_mov, const double[:
                 bad = i
                 break
     if bad >= 0:  # the twin words the message (same conditions)
+        from cext import timing_py
         timing_py._check_row(bad, n_stages, n_mov, cycle_min_s, cycle_max_s, period_h, stage_min_s, stage_max_s,
                              interstage_s, mask, flow_pcu_h, saturation_pcu_h, lanes, progression, width, mwidth)
         raise ValueError(f"row {bad}: invalid input")

@@ -89,7 +89,8 @@ def design_corridor(items: list[tuple[Plan, dict[Id, MovementDemand]]], step_s: 
         if abs(design.cycle_s - cycle) > 1e-6:
             raise TimingInfeasible(f"corridor {name}: {design.plan} cannot run the common cycle {cycle:.1f} s "
                                    f"({'; '.join(design.notes)})")
-    windows = [(_window(plan, d, _coordination(plan).outbound_group), _window(plan, d, _coordination(plan).inbound_group))
+    windows = [(_window(plan, d.timing(), _coordination(plan).outbound_group),
+                _window(plan, d.timing(), _coordination(plan).inbound_group))
                for (plan, _), d in zip(items, designs, strict=True)]
     travel_out, travel_in = _travel_times_s([plan for plan, _ in items])
     offsets, bands = _optimise(cycle, step_s, windows, travel_out, travel_in)
@@ -130,9 +131,8 @@ def stage_starts_s(plan: Plan, timing: Timing) -> dict[Id, float]:
     return starts
 
 
-def _window(plan: Plan, design: TimingDesign, group: Id) -> GreenWindow:
-    """The longest run of green of ``group`` under the design's timing."""
-    timing = design.timing()
+def _window(plan: Plan, timing: Timing, group: Id) -> GreenWindow:
+    """The longest run of green of ``group`` under ``timing``."""
     seq, starts = plan.sequence, stage_starts_s(plan, timing)
     greens = {s.id: s.green for s in plan.stages}
     flags = [group in greens[s] for s in seq]

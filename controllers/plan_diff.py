@@ -7,6 +7,7 @@ value. Paths read like ``signal_groups[A].max_green_s`` or ``intergreens_s.P2.A`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -30,16 +31,7 @@ def diff_plans(before: Plan, after: Plan) -> list[Change]:
 
 def _diff(path: str, a: Any, b: Any) -> list[Change]:
     if isinstance(a, dict) and isinstance(b, dict):
-        out: list[Change] = []
-        for key in [*a, *(k for k in b if k not in a)]:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in b:
-                out.append(Change("removed", sub, a[key], None))
-            elif key not in a:
-                out.append(Change("added", sub, None, b[key]))
-            else:
-                out += _diff(sub, a[key], b[key])
-        return out
+        return _diff_mappings(a, b, lambda key: f"{path}.{key}" if path else str(key))
     if isinstance(a, list) and isinstance(b, list):
         key = _list_key(a + b)
         if path.endswith("conflicts"):
@@ -58,17 +50,22 @@ def _list_key(items: list[Any]) -> str | None:
     return None
 
 
+def _diff_mappings(a: dict[Any, Any], b: dict[Any, Any], where: Callable[[Any], str]) -> list[Change]:
+    """Entries removed from ``a``, added in ``b``, and the differences of those in both (``where`` names the path)."""
+    out: list[Change] = []
+    for k in [*a, *(k for k in b if k not in a)]:
+        if k not in b:
+            out.append(Change("removed", where(k), a[k], None))
+        elif k not in a:
+            out.append(Change("added", where(k), None, b[k]))
+        else:
+            out += _diff(where(k), a[k], b[k])
+    return out
+
+
 def _diff_keyed(path: str, key: str, a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Change]:
     by_a, by_b = {i[key]: i for i in a}, {i[key]: i for i in b}
-    out: list[Change] = []
-    for k in [*by_a, *(k for k in by_b if k not in by_a)]:
-        sub = f"{path}[{k}]"
-        if k not in by_b:
-            out.append(Change("removed", sub, by_a[k], None))
-        elif k not in by_a:
-            out.append(Change("added", sub, None, by_b[k]))
-        else:
-            out += _diff(sub, by_a[k], by_b[k])
+    out = _diff_mappings(by_a, by_b, lambda k: f"{path}[{k}]")
     if [i[key] for i in a if i[key] in by_b] != [i[key] for i in b if i[key] in by_a]:
         out.append(Change("changed", f"{path} (order)", [i[key] for i in a], [i[key] for i in b]))
     return out

@@ -123,8 +123,8 @@ def encode(regmap: RegisterMap, block: Literal["holding", "input"], values: Mapp
         items = value if isinstance(value, list) else [value]
         if len(items) > f.count:
             raise ValueError(f"{block}.{name}: {len(items)} values, the field holds {f.count}")
-        items = [*items, *([0] * (f.count - len(items)))] if f.type not in ("enum",) else \
-            [*items, *([regmap.enums[f.enum or ""][0]] * (f.count - len(items)))]
+        filler = regmap.enums[f.enum or ""][0] if f.type == "enum" else 0  # the rest: code 0
+        items = [*items, *([filler] * (f.count - len(items)))]
         for k, item in enumerate(items):
             word = _to_int(regmap, f, item)
             at = f.address + k * f.width

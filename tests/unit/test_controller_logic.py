@@ -107,3 +107,11 @@ def test_a_conflict_latches_flash_until_reset() -> None:
     state, outcome = handle_command(K01, state, 6, "reset_fault")
     assert outcome.result == "accepted" and "conflict_monitor" not in state.faults
     assert aspects(K01, state)["A"] == "green"
+
+
+def test_every_reason_the_logic_gives_is_in_the_register_map() -> None:
+    from devices.controller_logic import KNOWN_REASONS
+    from devices.register_map import load_register_map
+
+    codes = set(load_register_map().enums["reject_reason"].values())
+    assert KNOWN_REASONS | {"malformed", "fault_latched", "unsafe_other", "none"} <= codes
