@@ -20,6 +20,8 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
     "OperatorActed": (1, p.OperatorActed),
     "SequenceAnomalyDetected": (1, p.SequenceAnomalyDetected),
     "BrokerRestartDetected": (1, p.BrokerRestartDetected),
+    "VmsDisplayReported": (1, p.VmsDisplayReported),
+    "VmsFaulted": (1, p.VmsFaulted),
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}

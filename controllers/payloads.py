@@ -42,11 +42,12 @@ class VolumeByClass(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=
     motorcycle: VehicleCount = 0
     car: VehicleCount = 0
     heavy: VehicleCount = 0  # buses and trucks
+    unclassified: VehicleCount = 0  # a loop that counts without classifying (a controller's detector counter)
 
     @property
     def total_veh(self) -> int:
         """All classes together (vehicles)."""
-        return self.motorcycle + self.car + self.heavy
+        return self.motorcycle + self.car + self.heavy + self.unclassified
 
 
 class DetectorCounted(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -108,7 +109,17 @@ class GroupState(enum.StrEnum):
     GREEN = "green"
     AMBER = "amber"
     FLASHING_AMBER = "flashing_amber"
+    FLASHING_GREEN = "flashing_green"  # pedestrian clearance
     DARK = "dark"
+
+
+class SignalInterval(enum.StrEnum):
+    """What part of its sequence a controller is in."""
+
+    GREEN = "green"
+    INTERGREEN = "intergreen"
+    FLASH = "flash"
+    STARTUP = "startup"  # all red before the first green after flash
 
 
 class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -121,6 +132,9 @@ class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True, gc=F
     stage: Annotated[int, msgspec.Meta(ge=0, le=64)]
     stage_elapsed_s: DurationSeconds
     group_states: Annotated[dict[Identifier, GroupState], msgspec.Meta(max_length=64)]
+    interval: SignalInterval | None = None
+    cycle_elapsed_s: DurationSeconds | None = None  # since the start of the cycle (first stage's green)
+    plan_checksum: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}$")] | None = None  # first 32 bits of the plan's SHA-256
 
 
 class FaultKind(enum.StrEnum):
@@ -133,6 +147,9 @@ class FaultKind(enum.StrEnum):
     POWER = "power"
     WATCHDOG = "watchdog"
     CABINET_DOOR = "cabinet_door"
+    CLOCK = "clock_invalid"
+    READBACK_MISMATCH = "readback_mismatch"  # the device shows something other than what was acknowledged
+    PROTOCOL = "protocol"  # the device answers outside its register map (unknown code, wrong map version)
     OTHER = "other"
 
 
@@ -149,6 +166,54 @@ class ControllerFaulted(Payload, frozen=True, forbid_unknown_fields=True, gc=Fal
 
     controller_id: Identifier
     fault: FaultKind
+    severity: Severity
+    active: bool
+    detail: ShortText = ""
+
+
+class VmsStatus(enum.StrEnum):
+    """What a VMS board is doing."""
+
+    DISPLAYING = "displaying"
+    BLANK = "blank"
+    FAULT = "fault"
+    OFF = "off"
+
+
+class VmsDisplayReported(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """What a VMS board reports it shows now, and its health (read from the board, not assumed)."""
+
+    board_id: Identifier
+    status: VmsStatus
+    pages: Annotated[
+        list[Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)]],
+        msgspec.Meta(max_length=8),
+    ]
+    message_id: Identifier | None = None  # the id written with the message (lalin writes its command id)
+    priority: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
+    brightness_pct: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
+    pixel_faults: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 0
+    door_open: bool = False
+    power_ok: bool = True
+
+
+class VmsFaultKind(enum.StrEnum):
+    """Classes of VMS board fault."""
+
+    COMMS_LOST = "comms_lost"
+    PIXEL_FAILURE = "pixel_failure"
+    DOOR_OPEN = "door_open"
+    POWER_FAILURE = "power_failure"
+    READBACK_MISMATCH = "readback_mismatch"  # the board shows something other than what was written
+    DISPLAY_FAULT = "display_fault"
+    OTHER = "other"
+
+
+class VmsFaulted(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A VMS board fault raised (``active``) or cleared, by the board or by lalin about it."""
+
+    board_id: Identifier
+    fault: VmsFaultKind
     severity: Severity
     active: bool
     detail: ShortText = ""
@@ -199,7 +264,11 @@ class ModeChangeCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     mode: ControlMode
 
 
-CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand
+class ResetFaultCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag="reset_fault", tag_field="kind"):
+    """Clear a controller's latched conflict fault and restart its sequence (after an on-site check)."""
+
+
+CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand | ResetFaultCommand
 
 
 class CommandIssued(Payload, frozen=True, forbid_unknown_fields=True, gc=False):

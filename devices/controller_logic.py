@@ -5,7 +5,9 @@ State advances with :func:`advance` (time passed in, seconds); commands enter th
 :func:`handle_command`. The controller runs its plan's stage sequence: each stage's green, then
 the interstage to the next stage, during which losing vehicle groups show amber for their
 declared amber and then red, losing pedestrian groups flashing green for their clearance and
-then red, and gaining groups wait for the whole interstage. A new timing is checked with
+then red, and gaining groups wait for the whole interstage. Leaving flash goes through an
+all-red *start-up* interval as long as the plan's longest intergreen before the first stage's
+green (the start of a cycle). A new timing is checked with
 lalin's own safety rules (:func:`controllers.safety.validate`) — the controller's second,
 independent check — and waits for the next cycle boundary. No I/O, no clock.
 """
@@ -22,7 +24,7 @@ from controllers.safety import validate
 
 Aspect = Literal["dark", "red", "green", "amber", "flashing_amber", "flashing_green"]
 Mode = Literal["central", "local_tod", "flash"]
-Interval = Literal["green", "intergreen", "flash"]
+Interval = Literal["green", "intergreen", "flash", "startup"]
 
 #: Reject reasons the register map knows; any other safety code maps to ``unsafe_other``.
 KNOWN_REASONS = {"conflicting_green", "intergreen_below_clearance", "green_below_minimum", "green_above_maximum",
@@ -40,6 +42,7 @@ class ControllerState(msgspec.Struct, frozen=True):
     cycle_elapsed_s: float = 0.0
     pending_seq: int = 0
     pending_timing: Timing | None = None
+    pending_mode: Mode = "central"  # the mode the pending timing runs in (local_tod after a fallback)
     applied_seq: int = 0
     rejected_seq: int = 0
     reject_reason: str = "none"
@@ -82,17 +85,28 @@ def handle_command(plan: Plan, state: ControllerState, seq: int, command: str,
         if violations:
             code = violations[0].code
             return _reject(state, seq, code if code in KNOWN_REASONS else "unsafe_other")
-        return msgspec.structs.replace(state, pending_seq=seq, pending_timing=timing), Outcome("accepted")
+        pending = msgspec.structs.replace(state, pending_seq=seq, pending_timing=timing, pending_mode="central")
+        return _leave_flash(pending), Outcome("accepted")
     if command == "flash":
         return _flash(state, seq), Outcome("accepted")
     if command == "reset_fault":
-        restarted = msgspec.structs.replace(state, faults=state.faults - {"conflict_monitor"}, mode="local_tod",
-                                            stage_index=0, interval="green", interval_elapsed_s=0.0,
-                                            cycle_elapsed_s=0.0, applied_seq=seq)
-        return restarted, Outcome("accepted")
+        reset = msgspec.structs.replace(state, faults=state.faults - {"conflict_monitor"}, mode="local_tod", applied_seq=seq)
+        return _leave_flash(reset), Outcome("accepted")
     if command == "release_to_local":
-        return msgspec.structs.replace(state, mode="local_tod", applied_seq=seq), Outcome("accepted")
+        return _leave_flash(msgspec.structs.replace(state, mode="local_tod", applied_seq=seq)), Outcome("accepted")
     return _reject(state, seq, "malformed")
+
+
+def _leave_flash(state: ControllerState) -> ControllerState:
+    """From flash, start over through the all-red start-up interval; otherwise unchanged."""
+    if state.interval != "flash":
+        return state
+    return msgspec.structs.replace(state, interval="startup", interval_elapsed_s=0.0, stage_index=0, cycle_elapsed_s=0.0)
+
+
+def startup_s(plan: Plan) -> float:
+    """All-red time before the first green after flash (seconds): the plan's longest intergreen."""
+    return max(max(row.values()) for row in plan.intergreens_s.values())
 
 
 def _reject(state: ControllerState, seq: int, reason: str) -> tuple[ControllerState, Outcome]:
@@ -102,6 +116,41 @@ def _reject(state: ControllerState, seq: int, reason: str) -> tuple[ControllerSt
 def _flash(state: ControllerState, seq: int) -> ControllerState:
     return msgspec.structs.replace(state, mode="flash", interval="flash", interval_elapsed_s=0.0, pending_seq=0,
                                    pending_timing=None, applied_seq=seq)
+
+
+def fall_back(state: ControllerState, local_timing: Timing | None) -> ControllerState:
+    """The central heartbeat stopped: run the local time-of-day timing from the next cycle boundary.
+
+    ``local_timing`` is what the local schedule runs now (None: the schedule says flash, which
+    starts at once). A timing still pending from the central is dropped: the central that sent it
+    is gone. The ``central_heartbeat_lost`` fault stays set until :func:`heartbeat_resumed`.
+    """
+    state = msgspec.structs.replace(state, faults=state.faults | {"central_heartbeat_lost"}, pending_seq=0,
+                                    pending_timing=None)
+    return follow_schedule(state, local_timing)
+
+
+def follow_schedule(state: ControllerState, local_timing: Timing | None) -> ControllerState:
+    """Under local time-of-day control, run what the schedule says now: ``local_timing`` from the next
+    cycle boundary (leaving flash through the start-up interval), or flash when it is None.
+
+    A latched conflict keeps the controller flashing whatever the schedule says.
+    """
+    if "conflict_monitor" in state.faults:
+        return state
+    if local_timing is None:
+        return state if state.interval == "flash" else msgspec.structs.replace(_flash(state, state.applied_seq),
+                                                                               mode="local_tod")
+    if state.mode != "local_tod":
+        state = msgspec.structs.replace(state, mode="local_tod")
+    if state.pending_timing is not None or (local_timing == state.timing and state.interval != "flash"):
+        return state
+    return _leave_flash(msgspec.structs.replace(state, pending_timing=local_timing, pending_seq=0, pending_mode="local_tod"))
+
+
+def heartbeat_resumed(state: ControllerState) -> ControllerState:
+    """The central's heartbeat changes again: clear the fault (control returns with its next command)."""
+    return msgspec.structs.replace(state, faults=state.faults - {"central_heartbeat_lost"})
 
 
 def conflict_detected(state: ControllerState) -> ControllerState:
@@ -123,6 +172,9 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
             return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s,
                                            cycle_elapsed_s=state.cycle_elapsed_s + dt_s)
         dt_s -= left
+        if state.interval == "startup":
+            state = _start_cycle(state)
+            continue
         if state.interval == "green":
             state = msgspec.structs.replace(state, interval="intergreen", interval_elapsed_s=0.0,
                                             cycle_elapsed_s=state.cycle_elapsed_s + left)
@@ -130,16 +182,25 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
         nxt = (state.stage_index + 1) % len(seq)
         state = msgspec.structs.replace(state, stage_index=nxt, interval="green", interval_elapsed_s=0.0,
                                         cycle_elapsed_s=state.cycle_elapsed_s + left)
-        if nxt == 0:  # cycle boundary: a pending timing becomes active
-            state = msgspec.structs.replace(state, cycle_elapsed_s=0.0)
-            if state.pending_timing is not None:
-                state = msgspec.structs.replace(state, timing=state.pending_timing, applied_seq=state.pending_seq,
-                                                pending_timing=None, pending_seq=0, mode="central")
+        if nxt == 0:
+            state = _start_cycle(state)
+
+
+def _start_cycle(state: ControllerState) -> ControllerState:
+    """The first stage's green begins: a new cycle, and a pending timing becomes active."""
+    state = msgspec.structs.replace(state, stage_index=0, interval="green", interval_elapsed_s=0.0, cycle_elapsed_s=0.0)
+    if state.pending_timing is None:
+        return state
+    applied = state.pending_seq if state.pending_mode == "central" else state.applied_seq
+    return msgspec.structs.replace(state, timing=state.pending_timing, applied_seq=applied, pending_timing=None,
+                                   pending_seq=0, mode=state.pending_mode)
 
 
 def _interval_length_s(plan: Plan, state: ControllerState) -> float:
     seq = plan.sequence
     stage = seq[state.stage_index]
+    if state.interval == "startup":
+        return startup_s(plan)
     if state.interval == "green":
         return state.timing.stage_greens_s[stage]
     return interstage_s(plan, stage, seq[(state.stage_index + 1) % len(seq)])
@@ -149,6 +210,8 @@ def aspects(plan: Plan, state: ControllerState) -> dict[str, Aspect]:
     """What every signal group shows now."""
     if state.interval == "flash":
         return {g.id: ("flashing_amber" if g.kind == "vehicle" else "dark") for g in plan.signal_groups}
+    if state.interval == "startup":
+        return {g.id: "red" for g in plan.signal_groups}
     seq = plan.sequence
     greens = {s.id: set(s.green) for s in plan.stages}
     current = greens[seq[state.stage_index]]

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from controllers.errors import TimingInfeasible
 from controllers.plan import Timing
 from controllers.splits import split_cycle
-from devices.controller_logic import advance, aspects, conflict_detected, handle_command, start
+from devices.controller_logic import (advance, aspects, conflict_detected, fall_back, follow_schedule, handle_command,
+                                      heartbeat_resumed, start, startup_s)
 from infra.plans import PLANS_DIR, load_plan
 from tests.strategies import plans
 
@@ -106,7 +107,48 @@ def test_a_conflict_latches_flash_until_reset() -> None:
     assert state.interval == "flash"
     state, outcome = handle_command(K01, state, 6, "reset_fault")
     assert outcome.result == "accepted" and "conflict_monitor" not in state.faults
-    assert aspects(K01, state)["A"] == "green"
+    assert state.interval == "startup" and set(aspects(K01, state).values()) == {"red"}  # all red first
+    state = advance(K01, state, startup_s(K01) - 0.1)
+    assert set(aspects(K01, state).values()) == {"red"}
+    state = advance(K01, state, 0.2)
+    assert (state.interval, state.stage_index) == ("green", 0) and aspects(K01, state)["A"] == "green"
+
+
+def test_leaving_flash_always_passes_the_longest_intergreen_in_all_red() -> None:
+    """From flashing amber, a conflicting group may be in the junction: the first green waits."""
+    assert startup_s(K01) == 17  # P2 -> A, B, C: the pedestrian clearance of Sunset Road
+    flashing, _ = handle_command(K01, start(K01, K01.default_timing), 1, "flash")
+    for command in ("release_to_local", "apply_timing"):
+        state, outcome = handle_command(K01, flashing, 2, command, K01.timings["AM_PEAK"])
+        assert outcome.result == "accepted" and state.interval == "startup"
+        state = advance(K01, state, 17.0)
+        assert state.interval == "green" and state.cycle_elapsed_s == 0.0
+    # the timing sent with the command is the one the first cycle runs, and it counts as applied
+    assert (state.timing, state.applied_seq, state.mode) == (K01.timings["AM_PEAK"], 2, "central")
+
+
+def test_heartbeat_loss_falls_back_to_the_local_plan_at_the_cycle_boundary() -> None:
+    central, _ = handle_command(K01, start(K01, K01.default_timing), 1, "apply_timing", K01.timings["AM_PEAK"])
+    central = advance(K01, central, 100.0)  # the OFF_PEAK cycle (100 s) ends: AM_PEAK runs, centrally
+    assert (central.mode, central.timing, central.applied_seq) == ("central", K01.timings["AM_PEAK"], 1)
+    pending, _ = handle_command(K01, central, 2, "apply_timing", K01.timings["OFF_PEAK"])
+    lost = fall_back(pending, K01.timings["OFF_PEAK"])
+    assert lost.mode == "local_tod" and "central_heartbeat_lost" in lost.faults
+    assert lost.pending_seq == 0  # the central's pending timing is dropped ...
+    assert lost.pending_timing == K01.timings["OFF_PEAK"] and lost.pending_mode == "local_tod"  # ... the local one waits
+    assert aspects(K01, lost) == aspects(K01, central)  # nothing changes mid-cycle
+    later = advance(K01, lost, 130.0)
+    assert (later.timing, later.mode, later.applied_seq) == (K01.timings["OFF_PEAK"], "local_tod", 1)
+    assert "central_heartbeat_lost" not in heartbeat_resumed(later).faults
+
+
+def test_a_local_schedule_that_says_flash_flashes_and_leaves_flash_through_startup() -> None:
+    state = follow_schedule(start(K01, K01.default_timing), None)
+    assert state.interval == "flash" and state.mode == "local_tod"
+    state = follow_schedule(state, K01.default_timing)
+    assert state.interval == "startup"
+    latched = conflict_detected(start(K01, K01.default_timing))
+    assert follow_schedule(latched, K01.default_timing).interval == "flash"  # a latched conflict stays dark-and-flashing
 
 
 def test_every_reason_the_logic_gives_is_in_the_register_map() -> None:
