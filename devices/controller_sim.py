@@ -75,6 +75,7 @@ class ControllerSimulator:
         self.faulty_apply = False
         self.carried_out: list[tuple[int, str]] = []  # (command_seq, command) of every command acted on
         self._server: ModbusTcpServer | None = None
+        self._boots = 0
         self._power_on()
 
     # --- controller time ---------------------------------------------------------------
@@ -91,6 +92,7 @@ class ControllerSimulator:
         return resolve_timing(self.plan, name)
 
     def _power_on(self) -> None:
+        self._boots = (self._boots + 1) & 0xFFFF
         now = self.now_s()
         self._powered_at = self._last_s = now
         local = self._local_timing(now)
@@ -199,7 +201,7 @@ class ControllerSimulator:
             "faults": frozenset(state.faults | self._injected), "heartbeat_seen": self._heartbeat_seen,
             "group_state": [shown[g.id] for g in self.plan.signal_groups],
             "detector_count": self._counts, "uptime": int(self._last_s - self._powered_at) & 0xFFFF_FFFF,
-            "detector_occupied": [int(o) & 0xFFFF for o in self._occupied_ds],
+            "detector_occupied": [int(o) & 0xFFFF for o in self._occupied_ds], "boot_count": self._boots,
         }
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,

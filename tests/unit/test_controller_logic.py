@@ -12,8 +12,17 @@ from hypothesis import strategies as st
 from controllers.errors import TimingInfeasible
 from controllers.plan import Timing
 from controllers.splits import split_cycle
-from devices.controller_logic import (advance, aspects, conflict_detected, fall_back, follow_schedule, handle_command,
-                                      heartbeat_resumed, start, startup_s)
+from devices.controller_logic import (
+    advance,
+    aspects,
+    conflict_detected,
+    fall_back,
+    follow_schedule,
+    handle_command,
+    heartbeat_resumed,
+    start,
+    startup_s,
+)
 from infra.plans import PLANS_DIR, load_plan
 from tests.strategies import plans
 
