@@ -111,6 +111,7 @@ class ControllerDriver:
         self._active_faults: frozenset[str] = frozenset()
         self._protocol_fault = ""
         self._mismatch = False
+        self._last_seq: int | None = None  # the highest command_seq known to the controller, once read
         self._last_state_key: tuple[Any, ...] | None = None
         self._count_base: tuple[datetime, tuple[int, ...], tuple[int, ...]] | None = None
         self.outcomes = 0  # CommandAcknowledged events emitted
@@ -175,6 +176,7 @@ class ControllerDriver:
             self._client = None
             await self._raise_comms_lost(f"cannot connect to {self.host}:{self.port}")
             return False
+        self._last_seq = None  # the controller may have restarted: read its numbering again
         self.connected.set()
         if self._comms_lost:
             self._comms_lost = False
@@ -375,5 +377,10 @@ class ControllerDriver:
         return int(response.registers[0])
 
     async def _fresh_seq(self) -> int:
-        status = await self.read_status()
-        return next_seq(await self._holding_seq(), status.applied_seq, status.rejected_seq, status.pending_seq)
+        """The next command_seq: from the controller's registers once per connection, then counted here
+        (this driver is the controller's only central, so nobody else moves the numbering on)."""
+        if self._last_seq is None:
+            status = await self.read_status()
+            self._last_seq = max(await self._holding_seq(), status.applied_seq, status.rejected_seq, status.pending_seq)
+        self._last_seq = next_seq(self._last_seq)
+        return self._last_seq

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
+from pymodbus.exceptions import ModbusException
 
 from controllers.payloads import (
     CommandAcknowledged,
@@ -335,6 +338,58 @@ def test_on_nyepi_the_local_schedule_flashes_and_the_driver_reports_it() -> None
             state = await sink.wait_for(SignalStateReported)
             assert state.mode == ControlMode.TIME_OF_DAY and state.interval == "flash"
             assert set(state.group_states.values()) == {"flashing_amber", "dark"}  # pedestrian signals dark
+        finally:
+            await driver.stop()
+            await sim.stop()
+
+    asyncio.run(scenario())
+
+
+def test_modbus_tcp_security_accepts_the_site_client_and_refuses_rogue_expired_and_anonymous_ones(tmp_path: Path) -> None:
+    """Modbus/TCP Security (TLS, mutual certificates from `lalin pki init`): only the site's client gets an answer."""
+    from devices.pki import (
+        Profile,
+        client_ssl_context,
+        init_pki,
+        issue_expired_certificate,
+        issue_rogue_certificate,
+        server_ssl_context,
+    )
+
+    pki = tmp_path / "pki"
+    init_pki(pki, board_ids=[])
+    rogue = issue_rogue_certificate(tmp_path, Profile.MODBUS_CLIENT)
+    expired = issue_expired_certificate(pki, tmp_path, Profile.MODBUS_CLIENT)
+    anonymous = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    anonymous.load_verify_locations(cafile=str(pki / "ca" / "ca.pem"))
+
+    async def answered(port: int, context: ssl.SSLContext) -> bool:
+        client = AsyncModbusTlsClient("127.0.0.1", port=port, sslctx=context, timeout=1, retries=0, reconnect_delay=0)
+        try:
+            if not await client.connect():
+                return False
+            response = await client.read_input_registers(0, count=10, device_id=1)
+            return not response.isError()
+        except ModbusException:
+            return False
+        finally:
+            client.close()
+
+    async def scenario() -> None:
+        sim = ControllerSimulator(SITE, PLAN, speed=SPEED, start_at=TUESDAY_NOON, sslctx=server_ssl_context(pki))
+        await sim.start()
+        sink = RecordingSink()
+        driver = ControllerDriver(SITE, PLAN, "127.0.0.1", sim.port, sink, sslctx=client_ssl_context(pki), poll_s=0.05,
+                                  heartbeat_s=0.1)
+        await driver.start()
+        try:
+            ack = await driver.send(uuid.uuid4(), AM_PEAK, deadline_s=15)
+            assert ack.outcome == CommandOutcome.ACKNOWLEDGED
+            for name, context in (("rogue", client_ssl_context(pki, rogue)), ("expired", client_ssl_context(pki, expired)),
+                                  ("no certificate", anonymous)):
+                assert not await answered(sim.port, context), f"a {name} client got an answer"
+            assert await answered(sim.port, client_ssl_context(pki))
+            assert len(sim.carried_out) == 1
         finally:
             await driver.stop()
             await sim.stop()
