@@ -42,7 +42,8 @@ class ControllerState(msgspec.Struct, frozen=True):
     cycle_elapsed_s: float = 0.0
     pending_seq: int = 0
     pending_timing: Timing | None = None
-    pending_mode: Mode = "central"  # the mode the pending timing runs in (local_tod after a fallback)
+    pending_mode: Mode = "central"  # the mode the pending change runs in (local_tod after a fallback)
+    pending_flash: bool = False  # flash requested: it starts at the cycle boundary
     applied_seq: int = 0
     rejected_seq: int = 0
     reject_reason: str = "none"
@@ -55,6 +56,15 @@ class Outcome(msgspec.Struct, frozen=True):
 
     result: Literal["accepted", "repeated", "rejected"]
     reason: str = "none"
+
+
+def power_up(plan: Plan, local_timing: Timing | None, idle_timing: Timing) -> ControllerState:
+    """A controller switched on: flashing if its schedule says so (``local_timing`` None), else the
+    all-red start-up and then ``local_timing`` from the first stage. ``idle_timing`` (safe) fills the
+    state while flashing."""
+    if local_timing is None:
+        return msgspec.structs.replace(_flash(start(plan, idle_timing), 0), mode="local_tod")
+    return msgspec.structs.replace(start(plan, local_timing), interval="startup")
 
 
 def start(plan: Plan, timing: Timing, mode: Mode = "local_tod") -> ControllerState:
@@ -70,8 +80,10 @@ def handle_command(plan: Plan, state: ControllerState, seq: int, command: str,
     """Take a command (``apply_timing``, ``flash``, ``reset_fault``, ``release_to_local``) numbered ``seq``.
 
     The same ``seq`` twice does nothing the second time. A timing must pass the safety check
-    and waits for the cycle boundary; while ``conflict_monitor`` is latched only ``reset_fault``
-    is taken.
+    and waits for the cycle boundary; so does a flash (entered when every group is red, so no
+    green is cut). ``release_to_local`` and ``reset_fault`` act at once; leaving flash goes
+    through the all-red start-up. While ``conflict_monitor`` is latched only ``reset_fault`` is
+    taken.
     """
     if seq == state.last_seq:
         return state, Outcome("repeated")
@@ -85,15 +97,18 @@ def handle_command(plan: Plan, state: ControllerState, seq: int, command: str,
         if violations:
             code = violations[0].code
             return _reject(state, seq, code if code in KNOWN_REASONS else "unsafe_other")
-        pending = msgspec.structs.replace(state, pending_seq=seq, pending_timing=timing, pending_mode="central")
+        pending = msgspec.structs.replace(state, pending_seq=seq, pending_timing=timing, pending_mode="central",
+                                          pending_flash=False)
         return _leave_flash(pending), Outcome("accepted")
     if command == "flash":
-        return _flash(state, seq), Outcome("accepted")
+        return _request_flash(state, seq, "flash"), Outcome("accepted")
     if command == "reset_fault":
         reset = msgspec.structs.replace(state, faults=state.faults - {"conflict_monitor"}, mode="local_tod", applied_seq=seq)
         return _leave_flash(reset), Outcome("accepted")
     if command == "release_to_local":
-        return _leave_flash(msgspec.structs.replace(state, mode="local_tod", applied_seq=seq)), Outcome("accepted")
+        released = msgspec.structs.replace(state, mode="local_tod", applied_seq=seq, pending_seq=0, pending_timing=None,
+                                           pending_flash=False)  # the central's pending change goes with it
+        return _leave_flash(released), Outcome("accepted")
     return _reject(state, seq, "malformed")
 
 
@@ -106,7 +121,7 @@ def _leave_flash(state: ControllerState) -> ControllerState:
 
 def startup_s(plan: Plan) -> float:
     """All-red time before the first green after flash (seconds): the plan's longest intergreen."""
-    return max(max(row.values()) for row in plan.intergreens_s.values())
+    return max((s for row in plan.intergreens_s.values() for s in row.values()), default=0.0)
 
 
 def _reject(state: ControllerState, seq: int, reason: str) -> tuple[ControllerState, Outcome]:
@@ -115,7 +130,15 @@ def _reject(state: ControllerState, seq: int, reason: str) -> tuple[ControllerSt
 
 def _flash(state: ControllerState, seq: int) -> ControllerState:
     return msgspec.structs.replace(state, mode="flash", interval="flash", interval_elapsed_s=0.0, pending_seq=0,
-                                   pending_timing=None, applied_seq=seq)
+                                   pending_timing=None, pending_flash=False, applied_seq=seq)
+
+
+def _request_flash(state: ControllerState, seq: int, mode: Mode) -> ControllerState:
+    """Flash from the next cycle boundary — the end of the interstage into the first stage, when every
+    group is red — so no green is cut (at once when already flashing). ``seq`` 0: the schedule asked."""
+    if state.interval == "flash":
+        return msgspec.structs.replace(state, mode=mode, applied_seq=seq or state.applied_seq)
+    return msgspec.structs.replace(state, pending_flash=True, pending_timing=None, pending_seq=seq, pending_mode=mode)
 
 
 def fall_back(state: ControllerState, local_timing: Timing | None) -> ControllerState:
@@ -126,7 +149,7 @@ def fall_back(state: ControllerState, local_timing: Timing | None) -> Controller
     is gone. The ``central_heartbeat_lost`` fault stays set until :func:`heartbeat_resumed`.
     """
     state = msgspec.structs.replace(state, faults=state.faults | {"central_heartbeat_lost"}, pending_seq=0,
-                                    pending_timing=None)
+                                    pending_timing=None, pending_flash=False)
     return follow_schedule(state, local_timing)
 
 
@@ -139,13 +162,18 @@ def follow_schedule(state: ControllerState, local_timing: Timing | None) -> Cont
     if "conflict_monitor" in state.faults:
         return state
     if local_timing is None:
-        return state if state.interval == "flash" else msgspec.structs.replace(_flash(state, state.applied_seq),
-                                                                               mode="local_tod")
+        if state.interval == "flash" or state.pending_seq or (state.pending_flash and state.pending_mode == "local_tod"):
+            return state
+        return _request_flash(state, 0, "local_tod")
     if state.mode != "local_tod":
         state = msgspec.structs.replace(state, mode="local_tod")
-    if state.pending_timing is not None or (local_timing == state.timing and state.interval != "flash"):
+    if state.pending_seq:  # a command of the central waits for the cycle boundary: it goes first
         return state
-    return _leave_flash(msgspec.structs.replace(state, pending_timing=local_timing, pending_seq=0, pending_mode="local_tod"))
+    if state.pending_timing is not None or (local_timing == state.timing and state.interval != "flash"
+                                            and not state.pending_flash):
+        return state
+    return _leave_flash(msgspec.structs.replace(state, pending_timing=local_timing, pending_seq=0, pending_mode="local_tod",
+                                                pending_flash=False))
 
 
 def heartbeat_resumed(state: ControllerState) -> ControllerState:
@@ -162,10 +190,10 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
     """The state ``dt_s`` seconds later (any step size: intervals are crossed one by one)."""
     if dt_s < 0:
         raise ValueError(f"time step {dt_s} s must be >= 0")
-    if state.interval == "flash":
-        return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s)
     seq = plan.sequence
     while True:
+        if state.interval == "flash":  # also entered at a cycle boundary crossed below
+            return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s)
         length = _interval_length_s(plan, state)
         left = length - state.interval_elapsed_s
         if dt_s < left:
@@ -187,7 +215,11 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
 
 
 def _start_cycle(state: ControllerState) -> ControllerState:
-    """The first stage's green begins: a new cycle, and a pending timing becomes active."""
+    """The first stage's green begins: a new cycle, and a pending timing becomes active (or a pending flash starts)."""
+    if state.pending_flash:
+        applied = state.pending_seq or state.applied_seq
+        return msgspec.structs.replace(state, mode=state.pending_mode, interval="flash", interval_elapsed_s=0.0, stage_index=0,
+                                       cycle_elapsed_s=0.0, pending_flash=False, pending_seq=0, applied_seq=applied)
     state = msgspec.structs.replace(state, stage_index=0, interval="green", interval_elapsed_s=0.0, cycle_elapsed_s=0.0)
     if state.pending_timing is None:
         return state

@@ -196,7 +196,8 @@ def verdict(prepared: PreparedCommand, seq: int, status: ControllerStatus, seen_
     if seen_pending:
         return "dropped", (f"accepted as pending, then discarded without being applied (mode {status.control_mode}, "
                            f"faults {sorted(status.faults) or 'none'})")
-    return "unseen", ""
+    return "unseen", ("the controller holds this command_seq but shows no trace of carrying it out "
+                      f"(applied {status.applied_seq}, pending {status.pending_seq}, mode {status.control_mode})")
 
 
 def _effect(prepared: PreparedCommand, status: ControllerStatus) -> str:

@@ -96,8 +96,8 @@ class ControllerSimulator:
         now = self.now_s()
         self._powered_at = self._last_s = now
         local = self._local_timing(now)
-        first = local or self.plan.default_timing or next(iter(self.plan.timings.values()))
-        self._state = logic.follow_schedule(logic.start(self.plan, first), local)
+        idle = local or self.plan.default_timing or next(iter(self.plan.timings.values()))
+        self._state = logic.power_up(self.plan, local, idle)
         self._holding = [0] * self.regmap.span("holding")
         self._holding[BACKUP_TIME_ADDRESS] = self.site.backup_time_s
         self._heartbeat_seen = 0

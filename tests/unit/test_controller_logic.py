@@ -20,6 +20,7 @@ from devices.controller_logic import (
     follow_schedule,
     handle_command,
     heartbeat_resumed,
+    power_up,
     start,
     startup_s,
 )
@@ -126,7 +127,12 @@ def test_a_conflict_latches_flash_until_reset() -> None:
 def test_leaving_flash_always_passes_the_longest_intergreen_in_all_red() -> None:
     """From flashing amber, a conflicting group may be in the junction: the first green waits."""
     assert startup_s(K01) == 17  # P2 -> A, B, C: the pedestrian clearance of Sunset Road
-    flashing, _ = handle_command(K01, start(K01, K01.default_timing), 1, "flash")
+    requested, _ = handle_command(K01, start(K01, K01.default_timing), 1, "flash")
+    assert requested.interval == "green" and requested.pending_flash  # flash waits for the cycle boundary ...
+    flashing = advance(K01, requested, K01.default_timing.cycle_s - 0.01)
+    assert flashing.interval == "intergreen" and set(aspects(K01, flashing).values()) == {"red"}
+    flashing = advance(K01, flashing, 0.02)
+    assert flashing.interval == "flash" and flashing.applied_seq == 1  # ... where every group is red
     for command in ("release_to_local", "apply_timing"):
         state, outcome = handle_command(K01, flashing, 2, command, K01.timings["AM_PEAK"])
         assert outcome.result == "accepted" and state.interval == "startup"
@@ -153,6 +159,8 @@ def test_heartbeat_loss_falls_back_to_the_local_plan_at_the_cycle_boundary() -> 
 
 def test_a_local_schedule_that_says_flash_flashes_and_leaves_flash_through_startup() -> None:
     state = follow_schedule(start(K01, K01.default_timing), None)
+    assert state.pending_flash and state.interval == "green"
+    state = advance(K01, state, K01.default_timing.cycle_s)
     assert state.interval == "flash" and state.mode == "local_tod"
     state = follow_schedule(state, K01.default_timing)
     assert state.interval == "startup"
@@ -166,3 +174,81 @@ def test_every_reason_the_logic_gives_is_in_the_register_map() -> None:
 
     codes = set(load_register_map().enums["reject_reason"].values())
     assert KNOWN_REASONS | {"malformed", "fault_latched", "unsafe_other", "none"} <= codes
+
+
+COMMANDS = ("wait", "wait", "wait", "apply", "flash", "release", "reset", "conflict", "fallback", "schedule_flash",
+            "schedule", "heartbeat", "power_cycle")
+
+
+@settings(max_examples=300, deadline=None)
+@given(plans(), st.data())
+def test_no_sequence_of_commands_faults_and_fallbacks_shows_conflicting_greens_or_cuts_a_clearance(plan, data) -> None:
+    """Whatever the central, the schedule, the heartbeat and the hardware do, in any order and at any
+    instant, the aspects never show conflicting greens, a green never follows a conflicting green
+    (or flashing amber) sooner than the intergreen, and only a tripped conflict monitor or a power
+    cut ends a green short of its minimum."""
+    timings = []
+    for cycle in (60.0, 90.0, 140.0):
+        try:
+            timings.append(split_cycle(plan, cycle, {s: 1.0 for s in plan.sequence}).timing)
+        except TimingInfeasible:
+            continue
+    assume(timings)
+    state = start(plan, timings[0])
+    step, tick = 0.1, 0
+    samples: list[tuple[float, dict[str, str]]] = []
+    tripped: set[int] = set()  # ticks at which the conflict monitor cut everything
+    for seq in range(1, data.draw(st.integers(4, 30)) + 1):
+        action = data.draw(st.sampled_from(COMMANDS))
+        if action == "wait":
+            for _ in range(data.draw(st.sampled_from([3, 41, 177, 600, 1500]) | st.integers(1, 1500))):
+                samples.append((round(tick * step, 1), aspects(plan, state)))
+                state = advance(plan, state, step)
+                tick += 1
+        elif action == "apply":
+            state, _ = handle_command(plan, state, seq, "apply_timing", data.draw(st.sampled_from(timings)))
+        elif action in ("flash", "reset"):
+            state, _ = handle_command(plan, state, seq, "flash" if action == "flash" else "reset_fault")
+        elif action == "release":
+            state, _ = handle_command(plan, state, seq, "release_to_local")
+        elif action == "conflict":
+            state = conflict_detected(state)
+            tripped.add(tick)
+        elif action == "power_cycle":  # the lamps go dark; on power-up: flash, or all red and then the first stage
+            state = power_up(plan, data.draw(st.none() | st.sampled_from(timings)), timings[0])
+            tripped.add(tick)
+        elif action == "fallback":
+            state = fall_back(state, data.draw(st.none() | st.sampled_from(timings)))
+        elif action in ("schedule", "schedule_flash"):
+            if state.mode == "local_tod":
+                state = follow_schedule(state, None if action == "schedule_flash" else data.draw(st.sampled_from(timings)))
+        else:
+            state = heartbeat_resumed(state)
+    check_commanded_timeline(plan, samples, step, {round(t * step, 1) for t in tripped})
+
+
+def check_commanded_timeline(plan, samples, step_s: float, trips: set[float]) -> None:
+    tolerance = step_s + 1e-6
+    green_start: dict[str, float] = {}
+    released: dict[str, float] = {}  # when a group last stopped showing green or flashing amber
+    pairs = plan.conflicts + [(b, a) for a, b in plan.conflicts]
+    previous: dict[str, str] = {}
+    for t, shown in samples:
+        for a, b in plan.conflicts:
+            assert not (shown[a] in SHOWS_GREEN and shown[b] in SHOWS_GREEN), (t, a, b, shown)
+        for g in plan.signal_groups:
+            now, before = shown[g.id], previous.get(g.id)
+            if before in ("green", "flashing_amber") and now != before:
+                released[g.id] = t
+            if now == "green" and before != "green":
+                for losing, gaining in pairs:
+                    if gaining == g.id and losing in released:
+                        need = plan.intergreens_s[losing][gaining]
+                        assert t - released[losing] >= need - tolerance, (t, losing, g.id, released[losing], need)
+                green_start[g.id] = t
+            elif now != "green" and before == "green" and g.id in green_start:
+                cut_by_fault = any(green_start[g.id] < trip <= t for trip in trips)
+                if green_start[g.id] > 0 and not cut_by_fault:
+                    assert t - green_start[g.id] >= g.min_green_s - tolerance, (g.id, green_start[g.id], t)
+                del green_start[g.id]
+        previous = shown
