@@ -54,7 +54,8 @@ def load_demo_network(path: Path = DEMO_NETWORK) -> DemoNetwork:
     return DemoNetwork.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw with ``mean`` (Knuth's method; a normal approximation above 30)."""
     if mean <= 0:
         return 0
     if mean > 30:  # normal approximation
@@ -81,9 +82,9 @@ class DemoGenerator:
     def _volume(self, site: DemoSite) -> VolumeByClass:
         mean_total = site.peak_veh_h * self.interval_s / 3600.0 * self.rng.uniform(0.6, 1.1)
         mix = self.network.mix
-        return VolumeByClass(motorcycle=_poisson(self.rng, mean_total * mix["motorcycle"]),
-                             car=_poisson(self.rng, mean_total * mix["car"]),
-                             heavy=_poisson(self.rng, mean_total * mix["heavy"]))
+        return VolumeByClass(motorcycle=poisson(self.rng, mean_total * mix["motorcycle"]),
+                             car=poisson(self.rng, mean_total * mix["car"]),
+                             heavy=poisson(self.rng, mean_total * mix["heavy"]))
 
     def _readings(self, site: DemoSite, approach: str) -> list[tuple[str, Payload]]:
         volume = self._volume(site)

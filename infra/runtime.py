@@ -3,7 +3,8 @@
 Order of start: lock the data directory -> embedded PostgreSQL and Tansu (unless
 ``LALIN_DATABASE__URL`` / ``LALIN_KAFKA__BOOTSTRAP`` name external ones) -> migrations ->
 producer and broker epoch (provisioning topics) -> archiver, epoch watchdog, demo generator,
-checkpoints and the live summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
+field devices (controller simulators and lalin's Modbus drivers), checkpoints and the live
+summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from infra.broker_epoch import EpochWatch
 from infra.checkpoints import write_checkpoint
 from infra.embedded.broker import TansuBroker
 from infra.embedded.postgres import EmbeddedPostgres
+from infra.field import FieldDevices
 from infra.generator import DemoGenerator, load_demo_network
 from infra.kafka import start_producer
 from infra.publisher import EventPublisher
@@ -65,6 +67,7 @@ class Runtime:
         self.database_url = settings.database.url or ""
         self.archiver: Archiver | None = None
         self.generator: DemoGenerator | None = None
+        self.field: FieldDevices | None = None
         self.watch: EpochWatch | None = None
         self.publisher: EventPublisher | None = None
         self.epoch = ""
@@ -268,6 +271,8 @@ class Runtime:
         rate = (stats.consumed - self._last_consumed) / self.settings.runtime.summary_interval_s
         self._last_consumed = stats.consumed
         generated = f"generated {self.generator.sent} | " if self.generator else ""
+        if self.field is not None:
+            generated += f"controllers {self.field.connected()}/{len(self.field.drivers)} connected | "
         self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
                  f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
                  f"{stats.anomalies:,} | broker restarts {self.restarts_detected} | archiver restarts {self.archiver_failures}")
@@ -283,6 +288,19 @@ class Runtime:
         self.generator = DemoGenerator(self.publisher, load_demo_network(), self.clock, gen.interval_s, gen.invalid_fraction)
         await self.generator.run(self._stop)
 
+    async def _field_devices(self) -> None:
+        assert self.publisher is not None and self._conn is not None
+        await self.publisher.resume_from_archive(self._conn, "modbus:%")
+        self.field = FieldDevices(self.publisher, load_demo_network(), self.clock,
+                                  count_interval_s=self.settings.devices.count_interval_s)
+        try:
+            await self.field.start()
+            self.say(f"  devices   {len(self.field.simulators)} signal-controller simulators (Modbus TCP "
+                     f"{', '.join(f'{s.site.id}:{s.port}' for s in self.field.simulators)}), lalin's drivers polling")
+            await self.field.run(self._stop)
+        finally:
+            await self.field.stop()
+
     async def run(self, duration_s: float | None = None) -> None:
         """Run until SIGINT/SIGTERM or ``duration_s`` seconds; then stop everything."""
         await self.start()
@@ -294,6 +312,8 @@ class Runtime:
                  asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))]
         if self.settings.generator.enabled and not self.worker:
             tasks.append(asyncio.create_task(self._generate()))
+        if self.settings.devices.enabled and not self.worker:
+            tasks.append(asyncio.create_task(self._field_devices()))
         try:
             if duration_s is None:
                 await self._stop.wait()

@@ -56,6 +56,13 @@ class GeneratorSettings(BaseModel):
     invalid_fraction: float = Field(0.0, ge=0, le=1, description="share of deliberately invalid records (demo of dead letters)")
 
 
+class DeviceSettings(BaseModel):
+    """The field devices ``lalin up`` simulates and drives (the fleet of devices/catalogue/controllers.yaml)."""
+
+    enabled: bool = Field(True, description="start the controller simulators and lalin's Modbus drivers")
+    count_interval_s: float = Field(60.0, gt=0, le=3600, description="seconds of detector counts per DetectorCounted event")
+
+
 class RuntimeSettings(BaseModel):
     """Where the embedded runtime keeps its state."""
 
@@ -72,4 +79,5 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     validation: ValidationSettings = ValidationSettings()
     generator: GeneratorSettings = GeneratorSettings()
+    devices: DeviceSettings = DeviceSettings()
     runtime: RuntimeSettings = RuntimeSettings()

@@ -89,6 +89,13 @@ def test_up_runs_reports_a_rival_and_stops_every_child(tmp_path: Path, database_
             report = json.loads(subprocess.run([*LALIN, "status", "--json", "--data-dir", str(data_dir)],
                                                capture_output=True, text=True, env=env, check=True).stdout)
         assert report["archive"]["events"] > 0, "the demo generator's events reach the archive"
+        deadline, device_events = time.monotonic() + 30, []
+        with psycopg.connect(info["database"]["url"], autocommit=True) as conn:
+            while len(device_events) < 5 and time.monotonic() < deadline:  # every controller's state, via Modbus
+                time.sleep(0.5)
+                device_events = conn.execute("SELECT DISTINCT source FROM events WHERE type = 'SignalStateReported' "
+                                             "AND source LIKE 'modbus:%'").fetchall()
+        assert sorted(source for (source,) in device_events) == [f"modbus:K0{k}" for k in range(1, 6)]
         deadline = time.monotonic() + 30
         while not any("archived" in line for line in lines) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -100,6 +107,7 @@ def test_up_runs_reports_a_rival_and_stops_every_child(tmp_path: Path, database_
     assert proc.returncode == 0, output
     assert "lalin stopped: every child process ended" in output
     assert "archived" in output, output  # the live summary
+    assert "controllers 5/5 connected" in output, output
     assert descendants_alive(children) == []
     assert not (data_dir / "runtime.json").exists()
     stale = [p.pid for p in psutil.process_iter(["cmdline"]) if str(data_dir) in " ".join(p.info["cmdline"] or [])]
