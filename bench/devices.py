@@ -3,8 +3,9 @@ boards (OPC UA, SignAndEncrypt) driven from one process on this machine.
 
 Controllers: 41 simulators (the five demo plans, round robin), each with its lalin driver
 polling status every second and writing the heartbeat. Every controller gets ``--rounds``
-commands, all controllers at once, alternating flash and release-to-local (commands that take
-effect at once, so the latency is the device layer's, not a wait for a cycle boundary). Each
+commands, all controllers at once, alternating release-to-local and fault reset (commands that
+take effect at once, so the latency is the device layer's, not a wait for a cycle boundary as
+timings and flash have). Each
 command is checked, written in one request and confirmed by reading back, exactly as in
 production. Baseline in the same run: the bare protocol exchange — one function-16 write and
 one function-4 read with a plain pymodbus client on the same simulators, no lalin logic.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import tempfile
 import time
@@ -31,7 +33,7 @@ from pathlib import Path
 from pymodbus.client import AsyncModbusTcpClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from controllers.payloads import CommandOutcome, ControlMode, ModeChangeCommand
+from controllers.payloads import CommandOutcome, ControlMode, ModeChangeCommand, ResetFaultCommand
 from devices.controller_driver import ControllerDriver
 from devices.controller_protocol import PreparedCommand, command_registers
 from devices.controller_sim import ControllerSimulator
@@ -75,9 +77,9 @@ async def controllers_bench(n: int, rounds: int) -> tuple[dict[str, float], dict
     async def drive(driver: ControllerDriver) -> list[float]:
         out = []
         for r in range(rounds):
-            mode = ControlMode.FLASH if r % 2 == 0 else ControlMode.TIME_OF_DAY
+            body = ModeChangeCommand(mode=ControlMode.TIME_OF_DAY) if r % 2 == 0 else ResetFaultCommand()
             t = time.perf_counter()
-            ack = await driver.send(uuid.uuid4(), ModeChangeCommand(mode=mode), deadline_s=10)
+            ack = await driver.send(uuid.uuid4(), body, deadline_s=10)
             out.append(time.perf_counter() - t)
             if ack.outcome != CommandOutcome.ACKNOWLEDGED:
                 raise RuntimeError(f"{driver.site.id}: {ack.outcome} {ack.detail}")
@@ -95,7 +97,7 @@ async def controllers_bench(n: int, rounds: int) -> tuple[dict[str, float], dict
         out = []
         try:
             for r in range(rounds):
-                block = command_registers(regmap, PreparedCommand("flash" if r % 2 == 0 else "release_to_local"),
+                block = command_registers(regmap, PreparedCommand("release_to_local" if r % 2 == 0 else "reset_fault"),
                                           sim.state.last_seq % 0xFFFF + 1)
                 t = time.perf_counter()
                 await client.write_registers(0, block, device_id=1)
@@ -128,6 +130,7 @@ async def boards_bench(n: int, rounds: int) -> tuple[dict[str, float], dict[str,
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.ERROR)  # asyncua and pymodbus narrate every session and reconnect
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--controllers", type=int, default=41)
     parser.add_argument("--boards", type=int, default=20)

@@ -13,6 +13,7 @@
     lalin timing compute PLAN.yaml --counts COUNTS.csv [--cycle S] [--json]
     lalin timing corridor PLAN.yaml... --counts COUNTS.csv [--json]
     lalin deadletters list [--limit N] [--reason R] [--json]
+    lalin pki init [--dir DIR] [--force]
 
 The database is ``--database-url``, else ``LALIN_DATABASE__URL``, else the one of the
 runtime currently running on the data directory.
@@ -387,6 +388,33 @@ def deadletters_list(data_dir: Path | None, database_url: str | None, limit: int
         preview = r.raw[:80].decode("utf-8", errors="replace")
         click.echo(f"#{r.id} {r.received_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z {r.topic}[{r.partition}]@{r.offset} "
                    f"{r.reason}: {r.detail}\n    raw ({len(r.raw)} bytes): {preview}")
+
+
+@cli.group()
+def pki() -> None:
+    """The site PKI: CA, device certificates (OPC UA, Modbus/TCP Security) and device users."""
+
+
+@pki.command("init")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where to write [default: <data dir>/pki, data dir from LALIN_RUNTIME__DATA_DIR or ./.lalin]")
+@click.option("--force", is_flag=True, help="replace existing files (new CA: every device must get new certificates)")
+def pki_init(directory: Path | None, force: bool) -> None:
+    """Create the site CA, certificates for the catalogued VMS boards, the central and Modbus TLS,
+    and the users file (hashed passwords; generated passwords in private/<user>.password, 0600)."""
+    from devices.pki import PkiError, init_pki
+
+    target = directory if directory is not None else _settings(None).runtime.data_dir / "pki"
+    try:
+        report = init_pki(target, force=force)
+    except PkiError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"site PKI written to {report.directory}:")
+    for path in report.written:
+        mode = path.stat().st_mode & 0o777
+        click.echo(f"  {path.relative_to(report.directory)}  ({mode:04o})")
+    for user, role in report.users.items():
+        click.echo(f"user {user} ({role.value}): password in private/{user}.password")
 
 
 def main() -> None:
