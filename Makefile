@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/archive.py
 	$(BIN)/python bench/timing.py
+	$(BIN)/python bench/devices.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so .lalin

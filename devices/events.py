@@ -13,10 +13,14 @@ numbering as :class:`infra.publisher.EventPublisher`), so a lost event shows up 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from aiokafka.errors import KafkaError
 
 from controllers.envelope import Envelope, make_event, stream_id
 from controllers.event_types import TYPE_OF_PAYLOAD
@@ -25,6 +29,7 @@ from infra.publisher import EventPublisher
 from infra.topics import TopicCatalogue, load_catalogue
 
 P = TypeVar("P", bound=Payload)
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -102,15 +107,35 @@ class RecordingSink:
 
 
 class PublisherSink:
-    """Sends every event to Kafka through an :class:`EventPublisher` (its numbering, its topics)."""
+    """Sends every event to Kafka through an :class:`EventPublisher` (its numbering, its topics).
+
+    A record the broker does not take is not retried and does not stop the driver: its sequence
+    number is spent, so the archive's per-stream sequence check reports exactly which event is
+    missing (a ``SequenceAnomalyDetected`` gap), as for any other source.
+    """
 
     def __init__(self, publisher: EventPublisher, clock: Callable[[], datetime] = utc_now) -> None:
         self.publisher, self.clock = publisher, clock
+        self.failed = 0
 
     async def emit(self, payload: Payload, *, source: str, key: str, event_time: datetime,
                    causation_id: uuid.UUID | None = None) -> Envelope:
         """Number, wrap and queue ``payload`` on its topic (delivery is confirmed by the archive)."""
         topic, event = self.publisher.build(payload, source=source, key=key, event_time=event_time,
                                             ingest_time=self.clock(), event_id=uuid.uuid4(), causation_id=causation_id)
-        await self.publisher.send(topic, event)
+        try:
+            future = await self.publisher.send(topic, event)
+        except KafkaError as err:
+            self._lost(event, err)
+            return event
+        future.add_done_callback(functools.partial(self._delivered, event))
         return event
+
+    def _delivered(self, event: Envelope, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._lost(event, done.exception())
+
+    def _lost(self, event: Envelope, err: BaseException | None) -> None:
+        self.failed += 1
+        log.warning("event %s %s/%s #%d was not taken by the broker (the archive will show the gap): %r",
+                    event.type, event.key, event.source, event.seq, err)

@@ -69,6 +69,10 @@ DEFINITE_REFUSALS = frozenset(getattr(StatusCodes, n) for n in (
     "BadInvalidState", "BadDeviceFailure", "BadIdentityTokenRejected"))
 
 
+#: Session timeout asked of a board (milliseconds): asyncua servers grant at most 10 minutes.
+SESSION_TIMEOUT_MS = 600_000
+
+
 class BoardConnectionError(LalinError):
     """The driver could not connect to a board (unreachable, or refused: certificate, user, policy)."""
 
@@ -438,6 +442,7 @@ async def make_client(url: str, credentials: ClientCredentials, *, board_id: str
     client = Client(url, timeout=request_timeout_s, watchdog_intervall=watchdog_interval_s, auto_reconnect=auto_reconnect,
                     reconnect_max_delay=reconnect_max_delay_s, reconnect_request_timeout=reconnect_request_timeout_s)
     client.application_uri = credentials.application_uri
+    client.session_timeout = SESSION_TIMEOUT_MS  # what a board grants at most: asking more only earns a warning
     client.name = f"lalin central ({board_id})"
     client.set_user(credentials.username)
     client.set_password(credentials.password)

@@ -1,10 +1,13 @@
-"""The field devices of ``lalin up``: the fleet's controller simulators and lalin's drivers for them.
+"""The field devices of ``lalin up``: the fleet's controller simulators and the catalogued VMS
+board simulators, and lalin's drivers for them.
 
-Until the SUMO twin of the closed loop (issue 5) drives them, the simulators run their local
+Until the SUMO twin of the closed loop (issue 5) drives them, the controllers run their local
 time-of-day plans and their detectors see Poisson arrivals at the demo network's peak flows
-(split over the detectors of each site). The drivers publish what they read — signal states,
-faults, connection changes, detector counts — through the event publisher, so the device
-layer's events reach the archive like any other.
+(split over the detectors of each site); the boards stay blank until the automatic VMS (issue 6)
+or an operator sends a message. The drivers publish what they read — signal states, board
+displays, faults, connection changes, detector counts — through the event publisher, so the
+device layer's events reach the archive like any other. Security is on: the first ``lalin up``
+creates the site PKI in ``<data dir>/pki`` (as ``lalin pki init`` does) when there is none.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from devices.controller_driver import ControllerDriver
 from devices.controller_sim import ControllerSimulator
 from devices.events import PublisherSink
 from devices.fleet import Fleet, load_fleet
+from devices.opcua_server import prepare_address_space_cache
+from devices.pki import PkiPaths, init_pki
+from devices.vms_driver import ClientCredentials, VmsDriver
+from devices.vms_model import load_boards
+from devices.vms_sim import VmsBoardSimulator
 from infra.generator import EFFECTIVE_LENGTH_M, DemoNetwork, poisson
 from infra.publisher import EventPublisher
 
@@ -31,17 +40,20 @@ PULSE_OCCUPIED_S = EFFECTIVE_LENGTH_M / (25 / 3.6)
 class FieldDevices:
     """Controller simulators on free loopback ports and one driver each, publishing events."""
 
-    def __init__(self, publisher: EventPublisher, network: DemoNetwork, clock: Callable[[], datetime], *,
-                 count_interval_s: float = 60.0, fleet: Fleet | None = None, seed: int = 11) -> None:
-        self.publisher, self.network, self.clock = publisher, network, clock
-        self.count_interval_s = count_interval_s
+    def __init__(self, publisher: EventPublisher, network: DemoNetwork, clock: Callable[[], datetime], data_dir: Path, *,
+                 count_interval_s: float = 60.0, boards: bool = True, fleet: Fleet | None = None, seed: int = 11) -> None:
+        self.publisher, self.network, self.clock, self.data_dir = publisher, network, clock, data_dir
+        self.count_interval_s, self.with_boards = count_interval_s, boards
+        self.pki_created = False
         self.fleet = fleet or load_fleet()
         self.rng = random.Random(seed)  # noqa: S311 - demo arrivals, not security
         self.simulators: list[ControllerSimulator] = []
         self.drivers: list[ControllerDriver] = []
+        self.boards: list[VmsBoardSimulator] = []
+        self.board_drivers: list[VmsDriver] = []
 
     async def start(self) -> None:
-        """Start every simulator, then its driver."""
+        """Start every simulator, then its driver (controllers, then boards)."""
         sink = PublisherSink(self.publisher, self.clock)
         for site in self.fleet.controllers:
             plan = site.load_plan()
@@ -52,10 +64,31 @@ class FieldDevices:
                                       clock=self.clock)
             await driver.start()
             self.drivers.append(driver)
+        if self.with_boards:
+            await self._start_boards(sink)
+
+    async def _start_boards(self, sink: PublisherSink) -> None:
+        pki_dir = self.data_dir / "pki"
+        if not PkiPaths(pki_dir).ca_certificate.exists():
+            init_pki(pki_dir)
+            self.pki_created = True
+        cache = await prepare_address_space_cache(self.data_dir / "opcua-cache")
+        credentials = ClientCredentials.central(pki_dir)
+        for spec in load_boards().boards:
+            board = VmsBoardSimulator(spec, pki_dir, address_space_cache=cache, clock=self.clock)
+            await board.start()
+            self.boards.append(board)
+            driver = VmsDriver(spec, board.url, sink, credentials, clock=self.clock)
+            await driver.start()
+            self.board_drivers.append(driver)
 
     def connected(self) -> int:
-        """Drivers connected now."""
+        """Controller drivers connected now."""
         return sum(d.connected.is_set() for d in self.drivers)
+
+    def boards_connected(self) -> int:
+        """Board drivers connected now."""
+        return sum(d.connected for d in self.board_drivers)
 
     async def run(self, stop: asyncio.Event, step_s: float = 0.5) -> None:
         """Feed detector pulses every ``step_s`` seconds until ``stop`` is set."""
@@ -76,6 +109,10 @@ class FieldDevices:
 
     async def stop(self) -> None:
         """Stop the drivers, then the simulators."""
+        for board_driver in self.board_drivers:
+            await board_driver.stop()
+        for board in self.boards:
+            await board.stop()
         for driver in self.drivers:
             await driver.stop()
         for sim in self.simulators:

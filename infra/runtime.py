@@ -272,7 +272,8 @@ class Runtime:
         self._last_consumed = stats.consumed
         generated = f"generated {self.generator.sent} | " if self.generator else ""
         if self.field is not None:
-            generated += f"controllers {self.field.connected()}/{len(self.field.drivers)} connected | "
+            generated += (f"controllers {self.field.connected()}/{len(self.field.drivers)} | "
+                          f"boards {self.field.boards_connected()}/{len(self.field.board_drivers)} connected | ")
         self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
                  f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
                  f"{stats.anomalies:,} | broker restarts {self.restarts_detected} | archiver restarts {self.archiver_failures}")
@@ -291,12 +292,18 @@ class Runtime:
     async def _field_devices(self) -> None:
         assert self.publisher is not None and self._conn is not None
         await self.publisher.resume_from_archive(self._conn, "modbus:%")
-        self.field = FieldDevices(self.publisher, load_demo_network(), self.clock,
-                                  count_interval_s=self.settings.devices.count_interval_s)
+        await self.publisher.resume_from_archive(self._conn, "opcua:%")
+        self.field = FieldDevices(self.publisher, load_demo_network(), self.clock, self.data_dir,
+                                  count_interval_s=self.settings.devices.count_interval_s,
+                                  boards=self.settings.devices.boards)
         try:
             await self.field.start()
+            if self.field.pki_created:
+                self.say(f"  pki       site CA, device certificates and users created in {self.data_dir / 'pki'}")
             self.say(f"  devices   {len(self.field.simulators)} signal-controller simulators (Modbus TCP "
-                     f"{', '.join(f'{s.site.id}:{s.port}' for s in self.field.simulators)}), lalin's drivers polling")
+                     f"{', '.join(f'{s.site.id}:{s.port}' for s in self.field.simulators)}), "
+                     f"{len(self.field.boards)} VMS boards (OPC UA SignAndEncrypt "
+                     f"{', '.join(f'{b.spec.id}:{b.port}' for b in self.field.boards)}); lalin's drivers connected")
             await self.field.run(self._stop)
         finally:
             await self.field.stop()

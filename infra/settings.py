@@ -60,6 +60,7 @@ class DeviceSettings(BaseModel):
     """The field devices ``lalin up`` simulates and drives (the fleet of devices/catalogue/controllers.yaml)."""
 
     enabled: bool = Field(True, description="start the controller simulators and lalin's Modbus drivers")
+    boards: bool = Field(True, description="also the VMS board simulators and lalin's OPC UA drivers")
     count_interval_s: float = Field(60.0, gt=0, le=3600, description="seconds of detector counts per DetectorCounted event")
 
 

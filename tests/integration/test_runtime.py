@@ -16,6 +16,8 @@ import psutil
 import psycopg
 import pytest
 
+from devices.vms_model import load_boards
+
 pytestmark = pytest.mark.integration
 LALIN = [sys.executable, "-m", "infra"]
 
@@ -96,8 +98,10 @@ def test_up_runs_reports_a_rival_and_stops_every_child(tmp_path: Path, database_
                 device_events = conn.execute("SELECT DISTINCT source FROM events WHERE type = 'SignalStateReported' "
                                              "AND source LIKE 'modbus:%'").fetchall()
         assert sorted(source for (source,) in device_events) == [f"modbus:K0{k}" for k in range(1, 6)]
-        deadline = time.monotonic() + 30
-        while not any("archived" in line for line in lines) and time.monotonic() < deadline:
+        boards = len(load_boards().boards)
+        connected = f"controllers 5/5 | boards {boards}/{boards} connected"
+        deadline = time.monotonic() + 60
+        while not any("archived" in line and connected in line for line in lines) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         proc.send_signal(stop_signal)
@@ -107,7 +111,7 @@ def test_up_runs_reports_a_rival_and_stops_every_child(tmp_path: Path, database_
     assert proc.returncode == 0, output
     assert "lalin stopped: every child process ended" in output
     assert "archived" in output, output  # the live summary
-    assert "controllers 5/5 connected" in output, output
+    assert connected in output, output  # every device's driver connected (the boards over SignAndEncrypt)
     assert descendants_alive(children) == []
     assert not (data_dir / "runtime.json").exists()
     stale = [p.pid for p in psutil.process_iter(["cmdline"]) if str(data_dir) in " ".join(p.info["cmdline"] or [])]
