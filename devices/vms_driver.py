@@ -164,6 +164,7 @@ class VmsDriver:
         self._ns = 0
         self._names: dict[ua.NodeId, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._connecting: asyncio.Task[None] | None = None  # the background connection attempts of start(retry=True)
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
 
@@ -174,9 +175,38 @@ class VmsDriver:
         """Whether the OPC UA session is up now."""
         return self._client is not None and self._client.uaclient.state is UaClientState.CONNECTED
 
-    async def start(self) -> None:
+    async def start(self, *, retry: bool = False) -> None:
         """Connect, read the board's picture, subscribe. BoardConnectionError (naming the board, URL
-        and status code) when the board is unreachable or refuses the certificate, user or password."""
+        and status code) when the board is unreachable or refuses the certificate, user or password.
+
+        With ``retry`` a failure is reported instead (a ``comms_lost`` fault naming it) and the
+        driver keeps trying in the background with exponential backoff (0.5 s doubling to
+        ``reconnect_max_delay_s``), as a command centre needs when a board is down at start-up;
+        the fault clears when the board answers. Commands meanwhile end ``timed_out``.
+        """
+        if not retry:
+            await self._start_once()
+            return
+        try:
+            await self._start_once()
+        except BoardConnectionError as err:
+            await self._set_fault(VmsFaultKind.COMMS_LOST, True, str(err))
+            self._connecting = asyncio.create_task(self._keep_trying(), name=f"vms-driver-{self.spec.id}-connect")
+
+    async def _keep_trying(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.reconnect_max_delay_s)
+            try:
+                await self._start_once()
+            except BoardConnectionError as err:
+                _log.info("board %s: still unreachable: %s", self.spec.id, err)
+                continue
+            await self._set_fault(VmsFaultKind.COMMS_LOST, False, f"connected to {self.url}")
+            return
+
+    async def _start_once(self) -> None:
         client = await self._make_client()
         try:
             await client.connect()
@@ -213,6 +243,9 @@ class VmsDriver:
     async def stop(self) -> None:
         """Cancel the driver's tasks and close the connection (commands in flight end timed_out at their deadline)."""
         tasks, self._tasks = self._tasks, []
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and connecting is not asyncio.current_task():
+            tasks.append(connecting)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -79,7 +79,7 @@ class FieldDevices:
             await board.start()
             self.boards.append(board)
             driver = VmsDriver(spec, board.url, sink, credentials, clock=self.clock)
-            await driver.start()
+            await driver.start(retry=True)
             self.board_drivers.append(driver)
 
     def connected(self) -> int:

@@ -444,3 +444,35 @@ def test_the_board_exposes_the_whole_model_with_its_capabilities(vms_pki: Path) 
                 await client.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_board_down_when_lalin_starts_is_an_alarm_and_is_followed_once_it_answers(vms_pki: Path,
+                                                                                     opcua_address_space: Path) -> None:
+    """start(retry=True), as `lalin up` uses it: no crash, a comms_lost alarm, background reconnection."""
+
+    async def scenario() -> None:
+        board = VmsBoardSimulator(SPEC, vms_pki, render_delay_s=0.05, address_space_cache=opcua_address_space)
+        await board.start()
+        await board.stop()  # the board is down, its address known
+        sink = RecordingSink()
+        driver = VmsDriver(SPEC, board.url, sink, ClientCredentials.central(vms_pki), reconnect_max_delay_s=0.5)
+        try:
+            await driver.start(retry=True)
+            lost = await sink.wait_for(VmsFaulted, lambda f: f.fault is VmsFaultKind.COMMS_LOST)
+            assert lost.active and SPEC.id in lost.detail
+            command = uuid.uuid4()
+            assert await driver.send(command, message(["JALAN DITUTUP"]), deadline_s=0.5) is CommandOutcome.TIMED_OUT
+            await board.start()
+            back = await sink.wait_for(VmsFaulted, lambda f: f.fault is VmsFaultKind.COMMS_LOST and not f.active,
+                                       timeout_s=8)
+            assert back.detail.startswith("connected")
+            await sink.wait_for(VmsDisplayReported, lambda p: p.status is VmsStatus.BLANK)
+            later = uuid.uuid4()
+            assert await driver.send(later, message(["LANCAR"])) is CommandOutcome.ACKNOWLEDGED
+            assert_one_ack_per_command(sink, [command, later])
+            assert board.state.shown is not None and board.state.shown.message_id == str(later)
+        finally:
+            await driver.stop()
+            await board.stop()
+
+    asyncio.run(scenario())
