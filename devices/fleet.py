@@ -11,13 +11,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import ConfigurationError
 from controllers.plan import Plan
 from devices.register_map import load_register_map
 from infra.plans import PLANS_DIR, load_plan
+from infra.yaml_data import load_yaml_model
 
 FLEET_FILE = Path(__file__).parent / "catalogue" / "controllers.yaml"
 
@@ -86,7 +86,4 @@ class Fleet(BaseModel):
 @cache
 def load_fleet(path: Path = FLEET_FILE) -> Fleet:
     """The fleet in ``path`` (cached); ConfigurationError naming the file when invalid."""
-    try:
-        return Fleet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ConfigurationError(f"controller fleet {path}: {err}") from err
+    return load_yaml_model(Fleet, path, "controller fleet")

@@ -13,10 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controllers.errors import ConfigurationError
+from infra.yaml_data import load_yaml_model
 
 MAP_FILE = Path(__file__).parent / "catalogue" / "atcs_modbus_map.yaml"
 UINT16_MAX = 0xFFFF
@@ -101,10 +100,7 @@ class RegisterMap(_Strict):
 @cache
 def load_register_map(path: Path = MAP_FILE) -> RegisterMap:
     """The register map in ``path`` (cached); ConfigurationError naming the file when invalid."""
-    try:
-        return RegisterMap.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ConfigurationError(f"register map {path}: {err}") from err
+    return load_yaml_model(RegisterMap, path, "register map")
 
 
 Value = int | str | list[int] | list[str] | frozenset[str]

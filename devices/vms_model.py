@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ConfigurationError
 from controllers.payloads import Severity, VmsFaultKind
+from infra.yaml_data import load_yaml_model
 
 CATALOGUE = Path(__file__).parent / "catalogue"
 MODEL_FILE = CATALOGUE / "vms_model.yaml"
@@ -282,19 +282,13 @@ def check_message(caps: Capabilities, wire_pages: Sequence[str], priority: int, 
 @cache
 def load_model(path: Path = MODEL_FILE) -> VmsModel:
     """The information model in ``path`` (cached); ConfigurationError naming the file when invalid."""
-    try:
-        return VmsModel.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ConfigurationError(f"VMS model {path}: {err}") from err
+    return load_yaml_model(VmsModel, path, "VMS model")
 
 
 @cache
 def load_boards(path: Path = BOARDS_FILE) -> BoardCatalogue:
     """The board catalogue in ``path`` (cached); ConfigurationError naming the file when invalid."""
-    try:
-        catalogue = BoardCatalogue.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ConfigurationError(f"VMS board catalogue {path}: {err}") from err
+    catalogue = load_yaml_model(BoardCatalogue, path, "VMS board catalogue")
     model = load_model()
     for spec in catalogue.boards:
         capabilities(model, spec)

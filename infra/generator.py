@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.payloads import CameraObserved, DetectorCounted, Incident, IncidentKind, Payload, VolumeByClass
 from infra.publisher import EventPublisher
+from infra.yaml_data import load_yaml_model
 
 log = logging.getLogger(__name__)
 DEMO_NETWORK = Path(__file__).parent / "catalogue" / "demo_network.yaml"
@@ -50,8 +50,8 @@ class DemoNetwork(BaseModel):
 
 
 def load_demo_network(path: Path = DEMO_NETWORK) -> DemoNetwork:
-    """Load the demo network declared in YAML."""
-    return DemoNetwork.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    """The demo network declared in YAML; ConfigurationError naming the file when invalid."""
+    return load_yaml_model(DemoNetwork, path, "demo network")
 
 
 def poisson(rng: random.Random, mean: float) -> int:

@@ -10,11 +10,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ConfigurationError
 from controllers.event_types import EVENT_TYPES
+from infra.yaml_data import load_yaml_model
 
 CATALOGUE_PATH = Path(__file__).parent / "catalogue" / "topics.yaml"
 META_TOPIC = "lalin.meta"
@@ -80,8 +80,4 @@ class TopicCatalogue(BaseModel):
 
 def load_catalogue(path: Path = CATALOGUE_PATH) -> TopicCatalogue:
     """Load and validate the catalogue at ``path`` (YAML); raises ConfigurationError when invalid."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return TopicCatalogue.model_validate(data)
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ConfigurationError(f"topic catalogue {path}: {err}") from err
+    return load_yaml_model(TopicCatalogue, path, "topic catalogue")
