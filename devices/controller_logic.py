@@ -5,9 +5,12 @@ State advances with :func:`advance` (time passed in, seconds); commands enter th
 :func:`handle_command`. The controller runs its plan's stage sequence: each stage's green, then
 the interstage to the next stage, during which losing vehicle groups show amber for their
 declared amber and then red, losing pedestrian groups flashing green for their clearance and
-then red, and gaining groups wait for the whole interstage. Leaving flash goes through an
-all-red *start-up* interval as long as the plan's longest intergreen before the first stage's
-green (the start of a cycle). A new timing is checked with
+then red, and gaining groups wait for the whole interstage. A commanded or scheduled flash
+starts when the running stage's green ends, after a *flash entry* interval in which every
+group of that stage clears as before any conflicting green (amber and all-red, or a
+crossing's flashing clearance), so no green is cut and no clearance skipped. Leaving flash
+goes through an all-red *start-up* interval as long as the plan's longest intergreen before
+the first stage's green (the start of a cycle). A new timing is checked with
 lalin's own safety rules (:func:`controllers.safety.validate`) — the controller's second,
 independent check — and waits for the next cycle boundary. No I/O, no clock.
 """
@@ -24,7 +27,7 @@ from controllers.safety import validate
 
 Aspect = Literal["dark", "red", "green", "amber", "flashing_amber", "flashing_green"]
 Mode = Literal["central", "local_tod", "flash"]
-Interval = Literal["green", "intergreen", "flash", "startup"]
+Interval = Literal["green", "intergreen", "flash", "startup", "flash_entry"]
 
 #: Reject reasons the register map knows; any other safety code maps to ``unsafe_other``.
 KNOWN_REASONS = {"conflicting_green", "intergreen_below_clearance", "green_below_minimum", "green_above_maximum",
@@ -103,6 +106,8 @@ def handle_command(plan: Plan, state: ControllerState, seq: int, command: str,
     if command == "flash":
         return _request_flash(state, seq, "flash"), Outcome("accepted")
     if command == "reset_fault":
+        if "conflict_monitor" not in state.faults:  # nothing latched: control and aspects stay as they are
+            return msgspec.structs.replace(state, applied_seq=seq), Outcome("accepted")
         reset = msgspec.structs.replace(state, faults=state.faults - {"conflict_monitor"}, mode="local_tod", applied_seq=seq)
         return _leave_flash(reset), Outcome("accepted")
     if command == "release_to_local":
@@ -134,23 +139,40 @@ def _flash(state: ControllerState, seq: int) -> ControllerState:
 
 
 def _request_flash(state: ControllerState, seq: int, mode: Mode) -> ControllerState:
-    """Flash from the next cycle boundary — the end of the interstage into the first stage, when every
-    group is red — so no green is cut (at once when already flashing). ``seq`` 0: the schedule asked."""
+    """Flash when the running (or next) stage's green ends, after its groups cleared (see
+    :func:`flash_entry_s`), so no green is cut, or when the all-red start-up ends; at once when
+    already flashing. ``seq`` 0: the schedule asked."""
     if state.interval == "flash":
         return msgspec.structs.replace(state, mode=mode, applied_seq=seq or state.applied_seq)
     return msgspec.structs.replace(state, pending_flash=True, pending_timing=None, pending_seq=seq, pending_mode=mode)
 
 
+def flash_entry_s(plan: Plan, stage_id: str) -> float:
+    """Clearance before flash after ``stage_id``'s green (seconds): in flash every vehicle group may
+    proceed with caution, so the stage's groups get their longest declared intergreen to any
+    conflicting group (at least their own clearance: the declared amber and the all-red, or the walking
+    time)."""
+    stage = plan.stage(stage_id)
+    assert stage is not None, stage_id
+    needs = [max([clearance_required_s(g, plan), g.amber_s, *plan.intergreens_s.get(g.id, {}).values()])
+             for g in plan.signal_groups if g.id in stage.green]
+    return max(needs, default=0.0)
+
+
 def fall_back(state: ControllerState, local_timing: Timing | None) -> ControllerState:
     """The central heartbeat stopped: run the local time-of-day timing from the next cycle boundary.
 
-    ``local_timing`` is what the local schedule runs now (None: the schedule says flash, which
-    starts at once). A timing still pending from the central is dropped: the central that sent it
-    is gone. The ``central_heartbeat_lost`` fault stays set until :func:`heartbeat_resumed`.
+    ``local_timing`` is what the local schedule runs now (None: the schedule says flash, entered
+    as any flash is). A timing still pending from the central is dropped: the central that sent
+    it is gone. A flash the central commanded stays (flash is the safe state; an operator may
+    have flashed the junction for an incident) until a release or a new command. The
+    ``central_heartbeat_lost`` fault stays set until :func:`heartbeat_resumed`.
     """
-    state = msgspec.structs.replace(state, faults=state.faults | {"central_heartbeat_lost"}, pending_seq=0,
-                                    pending_timing=None, pending_flash=False)
-    return follow_schedule(state, local_timing)
+    lost = msgspec.structs.replace(state, faults=state.faults | {"central_heartbeat_lost"})
+    if state.mode == "flash" or (state.pending_flash and state.pending_mode == "flash"):
+        return lost  # an operator's flash (an incident, a crash scene) outlasts the central: flash is the safe state
+    lost = msgspec.structs.replace(lost, pending_seq=0, pending_timing=None, pending_flash=False)
+    return follow_schedule(lost, local_timing)
 
 
 def follow_schedule(state: ControllerState, local_timing: Timing | None) -> ControllerState:
@@ -200,8 +222,18 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
             return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s,
                                            cycle_elapsed_s=state.cycle_elapsed_s + dt_s)
         dt_s -= left
-        if state.interval == "startup":
+        if state.interval == "startup" and not state.pending_flash:
             state = _start_cycle(state)
+            continue
+        if state.interval in ("flash_entry", "startup"):  # the clearance into flash, or a start-up ending in flash
+            applied = state.pending_seq or state.applied_seq
+            state = msgspec.structs.replace(state, mode=state.pending_mode, interval="flash", interval_elapsed_s=0.0,
+                                            pending_flash=False, pending_seq=0, applied_seq=applied,
+                                            cycle_elapsed_s=state.cycle_elapsed_s + left)
+            continue
+        if state.interval == "green" and state.pending_flash:
+            state = msgspec.structs.replace(state, interval="flash_entry", interval_elapsed_s=0.0,
+                                            cycle_elapsed_s=state.cycle_elapsed_s + left)
             continue
         if state.interval == "green":
             state = msgspec.structs.replace(state, interval="intergreen", interval_elapsed_s=0.0,
@@ -215,11 +247,7 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
 
 
 def _start_cycle(state: ControllerState) -> ControllerState:
-    """The first stage's green begins: a new cycle, and a pending timing becomes active (or a pending flash starts)."""
-    if state.pending_flash:
-        applied = state.pending_seq or state.applied_seq
-        return msgspec.structs.replace(state, mode=state.pending_mode, interval="flash", interval_elapsed_s=0.0, stage_index=0,
-                                       cycle_elapsed_s=0.0, pending_flash=False, pending_seq=0, applied_seq=applied)
+    """The first stage's green begins: a new cycle, and a pending timing becomes active."""
     state = msgspec.structs.replace(state, stage_index=0, interval="green", interval_elapsed_s=0.0, cycle_elapsed_s=0.0)
     if state.pending_timing is None:
         return state
@@ -233,6 +261,8 @@ def _interval_length_s(plan: Plan, state: ControllerState) -> float:
     stage = seq[state.stage_index]
     if state.interval == "startup":
         return startup_s(plan)
+    if state.interval == "flash_entry":
+        return flash_entry_s(plan, stage)
     if state.interval == "green":
         return state.timing.stage_greens_s[stage]
     return interstage_s(plan, stage, seq[(state.stage_index + 1) % len(seq)])
@@ -249,7 +279,7 @@ def aspects(plan: Plan, state: ControllerState) -> dict[str, Aspect]:
     current = greens[seq[state.stage_index]]
     if state.interval == "green":
         return {g.id: ("green" if g.id in current else "red") for g in plan.signal_groups}
-    following = greens[seq[(state.stage_index + 1) % len(seq)]]
+    following = set() if state.interval == "flash_entry" else greens[seq[(state.stage_index + 1) % len(seq)]]
     out: dict[str, Aspect] = {}
     t = state.interval_elapsed_s
     for g in plan.signal_groups:

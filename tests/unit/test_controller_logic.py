@@ -17,6 +17,7 @@ from devices.controller_logic import (
     aspects,
     conflict_detected,
     fall_back,
+    flash_entry_s,
     follow_schedule,
     handle_command,
     heartbeat_resumed,
@@ -128,11 +129,16 @@ def test_leaving_flash_always_passes_the_longest_intergreen_in_all_red() -> None
     """From flashing amber, a conflicting group may be in the junction: the first green waits."""
     assert startup_s(K01) == 17  # P2 -> A, B, C: the pedestrian clearance of Sunset Road
     requested, _ = handle_command(K01, start(K01, K01.default_timing), 1, "flash")
-    assert requested.interval == "green" and requested.pending_flash  # flash waits for the cycle boundary ...
-    flashing = advance(K01, requested, K01.default_timing.cycle_s - 0.01)
-    assert flashing.interval == "intergreen" and set(aspects(K01, flashing).values()) == {"red"}
-    flashing = advance(K01, flashing, 0.02)
-    assert flashing.interval == "flash" and flashing.applied_seq == 1  # ... where every group is red
+    assert requested.interval == "green" and requested.pending_flash  # flash waits for the end of S1's green ...
+    assert flash_entry_s(K01, "S1") == 10.0  # P1 crosses 12 m at 1.2 m/s; A and B need amber 3.5 s + all-red
+    entering = advance(K01, requested, 30.0 + 3.0)
+    assert entering.interval == "flash_entry"
+    assert aspects(K01, entering) == {"A": "amber", "B": "amber", "C": "red", "D": "red", "E": "red", "P1": "flashing_green",
+                                      "P2": "red"}  # ... its groups clear as before a conflicting green ...
+    entering = advance(K01, entering, 6.9)
+    assert aspects(K01, entering)["P1"] == "flashing_green" and aspects(K01, entering)["A"] == "red"
+    flashing = advance(K01, entering, 0.2)
+    assert flashing.interval == "flash" and flashing.applied_seq == 1  # ... and only then flash
     for command in ("release_to_local", "apply_timing"):
         state, outcome = handle_command(K01, flashing, 2, command, K01.timings["AM_PEAK"])
         assert outcome.result == "accepted" and state.interval == "startup"
@@ -160,7 +166,7 @@ def test_heartbeat_loss_falls_back_to_the_local_plan_at_the_cycle_boundary() -> 
 def test_a_local_schedule_that_says_flash_flashes_and_leaves_flash_through_startup() -> None:
     state = follow_schedule(start(K01, K01.default_timing), None)
     assert state.pending_flash and state.interval == "green"
-    state = advance(K01, state, K01.default_timing.cycle_s)
+    state = advance(K01, state, 30.0 + flash_entry_s(K01, "S1"))
     assert state.interval == "flash" and state.mode == "local_tod"
     state = follow_schedule(state, K01.default_timing)
     assert state.interval == "startup"
@@ -233,18 +239,27 @@ def check_commanded_timeline(plan, samples, step_s: float, trips: set[float]) ->
     released: dict[str, float] = {}  # when a group last stopped showing green or flashing amber
     pairs = plan.conflicts + [(b, a) for a, b in plan.conflicts]
     previous: dict[str, str] = {}
+    clearing_since: dict[str, float] = {}  # when a vehicle group's amber began
     for t, shown in samples:
+        cut = any(previous and t - step_s - 1e-6 <= trip <= t for trip in trips)  # a trip or power cut just now
         for a, b in plan.conflicts:
             assert not (shown[a] in SHOWS_GREEN and shown[b] in SHOWS_GREEN), (t, a, b, shown)
         for g in plan.signal_groups:
             now, before = shown[g.id], previous.get(g.id)
+            if g.kind == "vehicle" and before == "green" and now not in ("green", "amber") and not cut:
+                raise AssertionError(f"{g.id} went from green to {now} at {t} s without amber")
+            if now == "amber" and before != "amber":
+                clearing_since[g.id] = t
+            if before == "amber" and now != "amber" and g.id in clearing_since and not cut:
+                assert t - clearing_since[g.id] >= g.amber_s - tolerance, (g.id, clearing_since[g.id], t, g.amber_s)
             if before in ("green", "flashing_amber") and now != before:
                 released[g.id] = t
-            if now == "green" and before != "green":
+            if now in ("green", "flashing_amber") and before != now and not cut:  # a permissive aspect starts
                 for losing, gaining in pairs:
                     if gaining == g.id and losing in released:
                         need = plan.intergreens_s[losing][gaining]
                         assert t - released[losing] >= need - tolerance, (t, losing, g.id, released[losing], need)
+            if now == "green" and before != "green":
                 green_start[g.id] = t
             elif now != "green" and before == "green" and g.id in green_start:
                 cut_by_fault = any(green_start[g.id] < trip <= t for trip in trips)
@@ -252,3 +267,26 @@ def check_commanded_timeline(plan, samples, step_s: float, trips: set[float]) ->
                     assert t - green_start[g.id] >= g.min_green_s - tolerance, (g.id, green_start[g.id], t)
                 del green_start[g.id]
         previous = shown
+
+
+def test_an_operators_flash_outlasts_the_central_and_a_reset_without_a_latch_changes_nothing() -> None:
+    central, _ = handle_command(K01, start(K01, K01.default_timing), 1, "apply_timing", K01.timings["AM_PEAK"])
+    central = advance(K01, central, 100.0)
+    flashing, _ = handle_command(K01, central, 2, "flash")
+    flashing = advance(K01, flashing, 130.0)
+    assert flashing.interval == "flash" and flashing.mode == "flash"
+    lost = fall_back(flashing, K01.timings["OFF_PEAK"])  # lalin goes quiet during an incident flash
+    assert lost.interval == "flash" and lost.mode == "flash" and "central_heartbeat_lost" in lost.faults
+    assert advance(K01, lost, 600.0).interval == "flash"
+    reset, outcome = handle_command(K01, central, 3, "reset_fault")  # e.g. after a lamp repair: nothing latched
+    assert outcome.result == "accepted" and reset.applied_seq == 3
+    assert (reset.mode, reset.timing, reset.interval) == (central.mode, central.timing, central.interval)
+
+
+def test_a_flash_requested_during_the_startup_waits_for_its_end_in_all_red() -> None:
+    latched = conflict_detected(start(K01, K01.default_timing))
+    starting, _ = handle_command(K01, latched, 1, "reset_fault")
+    assert starting.interval == "startup"
+    starting, _ = handle_command(K01, starting, 2, "flash")
+    assert advance(K01, starting, startup_s(K01) - 0.1).interval == "startup"
+    assert advance(K01, starting, startup_s(K01) + 0.1).interval == "flash"
