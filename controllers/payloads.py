@@ -120,6 +120,7 @@ class SignalInterval(enum.StrEnum):
     INTERGREEN = "intergreen"
     FLASH = "flash"
     STARTUP = "startup"  # all red before the first green after flash
+    FLASH_ENTRY = "flash_entry"  # the running stage's groups clear before flash
 
 
 class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -135,6 +136,8 @@ class SignalStateReported(Payload, frozen=True, forbid_unknown_fields=True, gc=F
     interval: SignalInterval | None = None
     cycle_elapsed_s: DurationSeconds | None = None  # since the start of the cycle (first stage's green)
     plan_checksum: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}$")] | None = None  # first 32 bits of the plan's SHA-256
+    offset_s: DurationSeconds | None = None
+    stage_greens_s: Annotated[list[DurationSeconds], msgspec.Meta(max_length=16)] | None = None  # in sequence order
 
 
 class FaultKind(enum.StrEnum):
@@ -149,6 +152,8 @@ class FaultKind(enum.StrEnum):
     CABINET_DOOR = "cabinet_door"
     CLOCK = "clock_invalid"
     READBACK_MISMATCH = "readback_mismatch"  # the device shows something other than what was acknowledged
+    RESTARTED = "restarted"  # a notice (never active): the controller restarted and forgot its volatile state
+    LATE_APPLICATION = "late_application"  # a notice: a command reported timed_out was carried out after all
     PROTOCOL = "protocol"  # the device answers outside its register map (unknown code, wrong map version)
     OTHER = "other"
 

@@ -49,11 +49,11 @@ from controllers.payloads import (
 from controllers.plan import Plan
 from devices.controller_protocol import (
     DS_PER_S,
-    CommandRefused,
     ControllerStatus,
     PreparedCommand,
     command_registers,
     next_seq,
+    numbers_in_use,
     parse_status,
     prepare_command,
     verdict,
@@ -106,6 +106,9 @@ class ControllerDriver:
         self._commands = asyncio.Lock()  # one command at a time per controller
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()  # wakes commands waiting for a connection when the driver stops
+        self._observing = asyncio.Lock()  # one status read + its events at a time (polls and commands both read)
+        self._timed_out: dict[int, uuid.UUID] = {}  # command_seq -> command id of commands reported timed_out
         self._heartbeat = 0
         self._comms_lost = False
         self._active_faults: frozenset[str] = frozenset()
@@ -124,8 +127,9 @@ class ControllerDriver:
         self._task = asyncio.create_task(self._run(), name=f"modbus-driver-{self.site.id}")
 
     async def stop(self) -> None:
-        """Stop polling and close the connection (a command in progress ends timed_out)."""
+        """Stop polling and close the connection; a command in progress ends timed_out at once."""
         self._stopping = True
+        self._stopped.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -149,11 +153,22 @@ class ControllerDriver:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat_s
                     self._heartbeat = (self._heartbeat + 1) & 0xFFFF
-                    await self._request("write_register", HEARTBEAT_ADDRESS, self._heartbeat)
+                    await self._write_checked(HEARTBEAT_ADDRESS, self._heartbeat, "heartbeat")
             except (ModbusException, OSError, TimeoutError) as err:
                 await self._lost(err)
                 continue
+            except Exception as err:
+                log.exception("controller %s: polling failed; reconnecting", self.site.id)
+                await self._lost(err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_max_s)
+                continue
             await asyncio.sleep(self.poll_s)
+
+    async def _write_checked(self, address: int, value: int, what: str) -> None:
+        response = await self._request("write_register", address, value)
+        if response.isError():
+            raise ModbusException(f"the controller refused the {what} write with exception {response.exception_code}")
 
     async def _connect(self) -> bool:
         if self.sslctx is not None:
@@ -167,7 +182,7 @@ class ControllerDriver:
             ok = await client.connect()
             if ok:
                 self._client = client
-                await self._request("write_register", BACKUP_TIME_ADDRESS, self.site.backup_time_s)
+                await self._write_checked(BACKUP_TIME_ADDRESS, self.site.backup_time_s, "backup_time")
         except (ModbusException, OSError, TimeoutError) as err:
             log.info("controller %s: connecting to %s:%d failed: %r", self.site.id, self.host, self.port, err)
             ok = False
@@ -188,7 +203,10 @@ class ControllerDriver:
     async def _lost(self, err: BaseException) -> None:
         log.info("controller %s: connection lost: %r", self.site.id, err)
         self._disconnect()
-        await self._raise_comms_lost(f"no answer from {self.host}:{self.port}: {type(err).__name__}: {err}")
+        try:
+            await self._raise_comms_lost(f"no answer from {self.host}:{self.port}: {type(err).__name__}: {err}")
+        except Exception:
+            log.exception("controller %s: could not report the lost connection", self.site.id)
 
     async def _raise_comms_lost(self, detail: str) -> None:
         if not self._comms_lost:
@@ -212,16 +230,27 @@ class ControllerDriver:
 
     # --- status -----------------------------------------------------------------------
     async def read_status(self) -> ControllerStatus:
-        """Read the status block (one request) and emit what changed; raises on I/O failure."""
-        response = await self._request("read_input_registers", 0, count=self.regmap.span("input"))
-        if response.isError():
-            raise ModbusException(f"controller {self.site.id}: status read refused with exception {response.exception_code}")
-        status = parse_status(self.regmap, list(response.registers))
-        await self._observe(status, self.clock())
-        self.status = status
-        return status
+        """Read the status block (one request) and emit what changed; raises on I/O failure.
 
-    async def _observe(self, status: ControllerStatus, at: datetime) -> None:
+        Reads and their events are serialised (the poller and a command both read), and what was
+        seen is recorded before the events go out, so nothing is counted or reported twice.
+        """
+        async with self._observing:
+            response = await self._request("read_input_registers", 0, count=self.regmap.span("input"))
+            if response.isError():
+                raise ModbusException(f"controller {self.site.id}: status read refused with exception "
+                                      f"{response.exception_code}")
+            status = parse_status(self.regmap, list(response.registers))
+            at = self.clock()
+            events = self._observe(status, at)
+            self.status = status
+            for payload in events:
+                await self._emit(payload, at)
+            return status
+
+    def _observe(self, status: ControllerStatus, at: datetime) -> list[Payload]:
+        """The events ``status`` calls for, given what was seen before (and records it as seen)."""
+        events: list[Payload] = []
         problems = status.unknown_codes()
         if status.map_version != self.regmap.version:
             problems.insert(0, f"register map version {status.map_version}, lalin speaks {self.regmap.version}")
@@ -231,55 +260,64 @@ class ControllerDriver:
         problem = "; ".join(problems)
         if problem != self._protocol_fault:
             self._protocol_fault = problem
-            await self._emit(ControllerFaulted(controller_id=self.site.id, fault=FaultKind.PROTOCOL,
-                                               severity=Severity.CRITICAL, active=bool(problem),
-                                               detail=(problem or "the controller answers within its register map")[:500]), at)
+            events.append(self._fault(FaultKind.PROTOCOL, Severity.CRITICAL, bool(problem),
+                                      problem or "the controller answers within its register map"))
         last = self.status
         if last is not None and (status.boot_count != last.boot_count or status.uptime_s < last.uptime_s):
-            await self._emit(ControllerFaulted(controller_id=self.site.id, fault=FaultKind.POWER, severity=Severity.WARNING,
-                                               active=False, detail=f"the controller restarted (boot {last.boot_count} -> "
-                                               f"{status.boot_count}, uptime {status.uptime_s} s); its counters start again"), at)
+            events.append(self._fault(FaultKind.RESTARTED, Severity.WARNING, False,
+                                      f"the controller restarted (boot {last.boot_count} -> {status.boot_count}, uptime "
+                                      f"{status.uptime_s} s): it forgot pending commands; its counters start again"))
             self._count_base = None
         for bit in sorted(status.faults ^ self._active_faults):
             kind, severity = FAULT_BITS.get(bit, (FaultKind.OTHER, Severity.WARNING))
-            await self._emit(ControllerFaulted(controller_id=self.site.id, fault=kind, severity=severity,
-                                               active=bit in status.faults, detail=f"fault bit {bit}"), at)
+            events.append(self._fault(kind, severity, bit in status.faults, f"fault bit {bit}"))
         self._active_faults = status.faults
-        await self._report_state(status, at)
-        await self._report_counts(status, at)
+        late = self._timed_out.pop(status.applied_seq, None) if status.applied_seq else None
+        if late is not None:
+            events.append(self._fault(FaultKind.LATE_APPLICATION, Severity.WARNING, False,
+                                      f"command {late} (command_seq {status.applied_seq}), reported timed_out, has now "
+                                      f"been carried out: cycle {status.cycle_ds / DS_PER_S:g} s, mode {status.control_mode}"))
+        events += self._state_event(status)
+        events += self._count_events(status, at)
+        return events
 
-    async def _report_state(self, status: ControllerStatus, at: datetime) -> None:
+    def _fault(self, kind: FaultKind, severity: Severity, active: bool, detail: str) -> ControllerFaulted:
+        return ControllerFaulted(controller_id=self.site.id, fault=kind, severity=severity, active=active, detail=detail[:500])
+
+    def _state_event(self, status: ControllerStatus) -> list[Payload]:
         groups = {g.id: status.group_states[k] for k, g in enumerate(self.plan.signal_groups)}
-        key = (status.control_mode, status.plan_number, status.cycle_ds, status.current_stage, status.interval,
-               tuple(groups.values()))
-        if key == self._last_state_key or status.control_mode not in MODES or status.interval.startswith("unknown_"):
-            return
-        if any(state.startswith("unknown_") for state in groups.values()):
-            return
+        key = (status.control_mode, status.plan_number, status.plan_checksum, status.cycle_ds, status.offset_ds,
+               status.greens_ds, status.current_stage, status.interval, tuple(groups.values()))
+        unknown = status.control_mode not in MODES or any(v.startswith("unknown_") for v in (status.interval, *groups.values()))
+        if key == self._last_state_key or unknown:  # unknown codes are reported as a protocol fault
+            return []
         self._last_state_key = key
-        await self._emit(SignalStateReported(
+        return [SignalStateReported(
             controller_id=self.site.id, mode=MODES[status.control_mode], plan_id=status.plan_number,
             cycle_s=status.cycle_ds / DS_PER_S, stage=status.current_stage, stage_elapsed_s=status.stage_timer_ds / DS_PER_S,
             group_states={g: GroupState(s) for g, s in groups.items()}, interval=SignalInterval(status.interval),
-            cycle_elapsed_s=status.cycle_timer_ds / DS_PER_S, plan_checksum=f"{status.plan_checksum:08x}"), at)
+            cycle_elapsed_s=status.cycle_timer_ds / DS_PER_S, plan_checksum=f"{status.plan_checksum:08x}",
+            offset_s=status.offset_ds / DS_PER_S, stage_greens_s=[g / DS_PER_S for g in status.greens_ds])]
 
-    async def _report_counts(self, status: ControllerStatus, at: datetime) -> None:
+    def _count_events(self, status: ControllerStatus, at: datetime) -> list[Payload]:
         base = self._count_base
         if base is None:
             self._count_base = (at, status.detector_counts, status.detector_occupied_ds)
-            return
+            return []
         since, counts, occupied = base
         interval_s = (at - since).total_seconds()
         if interval_s < self.count_interval_s:
-            return
+            return []
+        self._count_base = (at, status.detector_counts, status.detector_occupied_ds)
+        events: list[Payload] = []
         for k, detector in enumerate(self.detectors):
             vehicles = (status.detector_counts[k] - counts[k]) % 2**32
             occupied_s = ((status.detector_occupied_ds[k] - occupied[k]) % 2**16) / DS_PER_S
-            await self._emit(DetectorCounted(detector_id=detector.id, interval_s=interval_s,
-                                             volume=VolumeByClass(unclassified=min(vehicles, 100_000)),
-                                             occupancy=min(1.0, occupied_s / interval_s),
-                                             lane=f"{detector.movement}/{detector.lane}"), at)
-        self._count_base = (at, status.detector_counts, status.detector_occupied_ds)
+            events.append(DetectorCounted(detector_id=detector.id, interval_s=interval_s,
+                                          volume=VolumeByClass(unclassified=min(vehicles, 100_000)),
+                                          occupancy=min(1.0, occupied_s / interval_s),
+                                          lane=f"{detector.movement}/{detector.lane}"))
+        return events
 
     async def _emit(self, payload: Payload, at: datetime | None = None, causation_id: uuid.UUID | None = None) -> None:
         await self.sink.emit(payload, source=self.source, key=self.site.id, event_time=at or self.clock(),
@@ -297,58 +335,63 @@ class ControllerDriver:
         """Carry out one command; returns (and emits) its single ``CommandAcknowledged``.
 
         ``deadline_s`` (seconds, default :meth:`default_deadline_s`) bounds the wait for the
-        read-back; after it the command is ``timed_out``. Refused locally, by the controller,
-        dropped, or read back different: ``rejected`` with the reason.
+        read-back; after it — or when the driver stops — the command is ``timed_out``. Refused
+        locally (any failure before the write), by the controller, dropped, or read back
+        different: ``rejected`` with the reason.
         """
         async with self._commands:
             outcome, detail = CommandOutcome.TIMED_OUT, "no confirmation from the controller before the deadline"
+            seq: list[int] = []  # the command_seq, once numbered
             try:
-                prepared = prepare_command(self.site, self.plan, body, self.plan_checksum)
-                deadline = asyncio.get_running_loop().time() + (deadline_s if deadline_s is not None
-                                                                else self.default_deadline_s(body))
-                outcome, detail = await self._carry_out(prepared, deadline)
-            except CommandRefused as refusal:
-                outcome, detail = CommandOutcome.REJECTED, f"refused by lalin before sending: {refusal}"
+                try:
+                    prepared = prepare_command(self.site, self.plan, body, self.plan_checksum)
+                    command_registers(self.regmap, prepared, 1)  # every value fits its register
+                except ValueError as refusal:  # CommandRefused, or a value outside its register's range
+                    outcome, detail = CommandOutcome.REJECTED, f"refused by lalin before sending: {refusal}"
+                else:
+                    deadline = asyncio.get_running_loop().time() + (deadline_s if deadline_s is not None
+                                                                    else self.default_deadline_s(body))
+                    outcome, detail = await self._carry_out(prepared, deadline, seq)
             finally:
+                if outcome == CommandOutcome.TIMED_OUT and seq:
+                    self._timed_out[seq[0]] = command_id  # a late application gets reported
                 ack = CommandAcknowledged(command_id=command_id, target=self.site.id, outcome=outcome, detail=detail[:500])
                 self.outcomes += 1
                 await self._emit(ack, causation_id=command_id)
             return ack
 
-    async def _carry_out(self, prepared: PreparedCommand, deadline: float) -> tuple[CommandOutcome, str]:
+    async def _carry_out(self, prepared: PreparedCommand, deadline: float, numbered: list[int]) -> tuple[CommandOutcome, str]:
         loop = asyncio.get_running_loop()
         seq: int | None = None
         written = seen_pending = False
         while True:
             left = deadline - loop.time()
-            if left <= 0:
-                return CommandOutcome.TIMED_OUT, (f"no confirmation of command_seq {seq} before the deadline"
-                                                  f"{' (accepted, pending the cycle boundary)' if seen_pending else ''}")
+            if self._stopping or left <= 0:
+                why = "the driver stopped before" if self._stopping else "no confirmation before the deadline of"
+                return CommandOutcome.TIMED_OUT, (f"{why} command_seq {seq}"
+                                                  f"{' (accepted, pending at the controller)' if seen_pending else ''}")
             if not self.connected.is_set():
-                try:
-                    await asyncio.wait_for(self.connected.wait(), left)
-                except TimeoutError:
-                    continue
+                await self._wait_for_connection(left)
+                continue
             try:
                 if seq is None:
                     seq = await self._fresh_seq()
+                    numbered.append(seq)
                 if not written:
                     written = True  # from here on, a timeout may mean "applied": only a read-back decides
                     response = await self._request("write_registers", 0, command_registers(self.regmap, prepared, seq))
-                    if response.isError():
-                        status = await self.read_status()
-                        if status.rejected_seq == seq:
-                            return CommandOutcome.REJECTED, f"refused by the controller: {status.reject_reason}"
-                        return CommandOutcome.REJECTED, f"Modbus exception {response.exception_code} to command_seq {seq}"
+                    refused = await self._refused(prepared, seq, response.exception_code) if response.isError() else None
+                    if refused is not None:
+                        return refused
                 status = await self.read_status()
                 found, detail = verdict(prepared, seq, status, seen_pending)
-                if found in ("dropped", "unseen") and await self._holding_seq() != seq:
+                if found in ("dropped", "unseen") and status.last_command_seq != seq and await self._holding_seq() != seq:
                     # no trace of it: the write never landed, or the controller restarted and forgot it;
                     # send the same block again (the controller takes a command_seq at most once)
                     written = seen_pending = False
                     continue
                 if found != "pending":
-                    return await self._conclude(found, f"command_seq {seq}: {detail}")
+                    return await self._conclude(prepared, found, f"command_seq {seq}: {detail}")
                 seen_pending = True
             except (ModbusException, OSError, TimeoutError) as err:
                 if isinstance(err, ModbusException | TimeoutError):
@@ -356,18 +399,35 @@ class ControllerDriver:
                 continue
             await asyncio.sleep(min(self.command_poll_s, max(0.0, deadline - loop.time())))
 
-    async def _conclude(self, found: str, detail: str) -> tuple[CommandOutcome, str]:
+    async def _refused(self, prepared: PreparedCommand, seq: int, code: int) -> tuple[CommandOutcome, str] | None:
+        """An exception response: the read-back decides (a gateway may answer with an exception after
+        the controller acted). None: the controller holds it pending after all, wait as for any command."""
+        found, detail = verdict(prepared, seq, await self.read_status(), False)
+        if found == "pending":
+            return None
+        if found in ("unseen", "dropped"):
+            return CommandOutcome.REJECTED, f"command_seq {seq}: Modbus exception {code}"
+        return await self._conclude(prepared, found, f"command_seq {seq}: {detail}")
+
+    async def _wait_for_connection(self, timeout_s: float) -> None:
+        waits = [asyncio.ensure_future(self.connected.wait()), asyncio.ensure_future(self._stopped.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _conclude(self, prepared: PreparedCommand, found: str, detail: str) -> tuple[CommandOutcome, str]:
         if found == "acknowledged":
-            if self._mismatch:
+            if self._mismatch and prepared.command == "apply_timing":  # only a timing read back as sent clears it
                 self._mismatch = False
-                await self._emit(ControllerFaulted(controller_id=self.site.id, fault=FaultKind.READBACK_MISMATCH,
-                                                   severity=Severity.CRITICAL, active=False,
-                                                   detail=f"a later command read back as sent: {detail}"[:500]))
+                await self._emit(self._fault(FaultKind.READBACK_MISMATCH, Severity.CRITICAL, False,
+                                             f"a later timing read back as sent: {detail}"))
             return CommandOutcome.ACKNOWLEDGED, detail
         if found == "mismatch":
             self._mismatch = True
-            await self._emit(ControllerFaulted(controller_id=self.site.id, fault=FaultKind.READBACK_MISMATCH,
-                                               severity=Severity.CRITICAL, active=True, detail=detail[:500]))
+            await self._emit(self._fault(FaultKind.READBACK_MISMATCH, Severity.CRITICAL, True, detail))
         return CommandOutcome.REJECTED, detail  # rejected, dropped, or acknowledged with something else running
 
     async def _holding_seq(self) -> int:
@@ -377,10 +437,12 @@ class ControllerDriver:
         return int(response.registers[0])
 
     async def _fresh_seq(self) -> int:
-        """The next command_seq: from the controller's registers once per connection, then counted here
-        (this driver is the controller's only central, so nobody else moves the numbering on)."""
+        """The next command_seq: past the highest the controller shows (read once per connection, then
+        counted here: this driver is the controller's only central) and unlike every number its
+        registers show now, so an old command's trace is never taken for the new one's."""
+        status = await self.read_status()
+        in_use = numbers_in_use(status, await self._holding_seq()) if self._last_seq is None else numbers_in_use(status, 0)
         if self._last_seq is None:
-            status = await self.read_status()
-            self._last_seq = max(await self._holding_seq(), status.applied_seq, status.rejected_seq, status.pending_seq)
-        self._last_seq = next_seq(self._last_seq)
+            self._last_seq = status.last_command_seq
+        self._last_seq = next_seq(self._last_seq, *in_use)
         return self._last_seq

@@ -77,6 +77,7 @@ class ControllerStatus(msgspec.Struct, frozen=True):
     detector_occupied_ds: tuple[int, ...]
     uptime_s: int
     boot_count: int
+    last_command_seq: int
 
     def unknown_codes(self) -> list[str]:
         """Fields whose code the register map does not know (``unknown_<n>``): a protocol fault."""
@@ -140,9 +141,19 @@ def command_registers(regmap: RegisterMap, prepared: PreparedCommand, seq: int) 
     return encode(regmap, "holding", values)[:COMMAND_BLOCK]
 
 
-def next_seq(*seen: int) -> int:
-    """A command_seq the controller has not seen: one past the highest seen, wrapping 65535 -> 1."""
-    return max(seen, default=0) % 0xFFFF + 1
+def next_seq(last: int, *avoid: int) -> int:
+    """The command_seq after ``last`` (wrapping 65535 -> 1, never 0), skipping every number in
+    ``avoid`` — the ones the controller shows (applied, pending, refused, last handled), so that a
+    read-back can never mistake an old command's trace for the new one's."""
+    seq = last % 0xFFFF + 1
+    while seq in avoid:
+        seq = seq % 0xFFFF + 1
+    return seq
+
+
+def numbers_in_use(status: ControllerStatus, holding_seq: int) -> tuple[int, ...]:
+    """The command_seq values a controller's registers show now (a new command must differ from all)."""
+    return (status.applied_seq, status.pending_seq, status.rejected_seq, status.last_command_seq, holding_seq)
 
 
 def parse_status(regmap: RegisterMap, registers: list[int]) -> ControllerStatus:
@@ -170,7 +181,7 @@ def parse_status(regmap: RegisterMap, registers: list[int]) -> ControllerStatus:
         rejected_seq=num("rejected_seq"), reject_reason=str(f["reject_reason"]), pending_seq=num("pending_seq"),
         faults=faults, heartbeat_seen=num("heartbeat_seen"), group_states=tuple(str(g) for g in f["group_state"]),  # type: ignore[union-attr]
         detector_counts=nums("detector_count"), detector_occupied_ds=nums("detector_occupied"), uptime_s=num("uptime"),
-        boot_count=num("boot_count"))
+        boot_count=num("boot_count"), last_command_seq=num("last_command_seq"))
 
 
 Verdict = Literal["acknowledged", "rejected", "dropped", "mismatch", "pending", "unseen"]
@@ -186,13 +197,13 @@ def verdict(prepared: PreparedCommand, seq: int, status: ControllerStatus, seen_
     for the cycle boundary; ``unseen``: the controller shows no trace of it (the write may not
     have landed).
     """
-    if status.rejected_seq == seq:
-        return "rejected", f"refused by the controller: {status.reject_reason}"
     if status.applied_seq == seq:
         wrong = _effect_mismatch(prepared, status)
         return ("mismatch", wrong) if wrong else ("acknowledged", _effect(prepared, status))
     if status.pending_seq == seq:
-        return "pending", "accepted, waiting for the cycle boundary"
+        return "pending", "accepted, waiting for the cycle boundary (or the end of the running green)"
+    if status.rejected_seq == seq:
+        return "rejected", f"refused by the controller: {status.reject_reason}"
     if seen_pending:
         return "dropped", (f"accepted as pending, then discarded without being applied (mode {status.control_mode}, "
                            f"faults {sorted(status.faults) or 'none'})")

@@ -39,6 +39,7 @@ from devices.register_map import RegisterMap, decode, encode, load_register_map
 
 log = logging.getLogger(__name__)
 
+FC_READ_HOLDING = 3
 FC_READ_INPUT = 4
 WRITE_CODES = {6, 16}
 COMMAND_BLOCK = 24  # registers 0..23: command_seq .. stage_green[15]
@@ -76,6 +77,7 @@ class ControllerSimulator:
         self.carried_out: list[tuple[int, str]] = []  # (command_seq, command) of every command acted on
         self._server: ModbusTcpServer | None = None
         self._boots = 0
+        self.command_writes = 0  # write requests touching the command block, whatever became of them
         self._power_on()
 
     # --- controller time ---------------------------------------------------------------
@@ -91,13 +93,17 @@ class ControllerSimulator:
         name = active_timing(self.plan, self.local_time(at_s)).timing
         return resolve_timing(self.plan, name)
 
-    def _power_on(self) -> None:
+    def _power_on(self, latched: bool = False) -> None:
+        """Switch on (again): volatile state starts afresh; a latched conflict (non-volatile, as in a
+        conflict monitor unit) comes back latched, flashing."""
         self._boots = (self._boots + 1) & 0xFFFF
         now = self.now_s()
         self._powered_at = self._last_s = now
         local = self._local_timing(now)
         idle = local or self.plan.default_timing or next(iter(self.plan.timings.values()))
         self._state = logic.power_up(self.plan, local, idle)
+        if latched:
+            self._state = logic.conflict_detected(self._state)
         self._holding = [0] * self.regmap.span("holding")
         self._holding[BACKUP_TIME_ADDRESS] = self.site.backup_time_s
         self._heartbeat_seen = 0
@@ -112,8 +118,8 @@ class ControllerSimulator:
         if self._server is not None:
             raise RuntimeError(f"controller {self.site.id} is already serving on port {self.port}")
         if power_cycle:
-            self._power_on()
-        holding = SimData(0, count=self.regmap.span("holding"), values=0, datatype=DataType.REGISTERS)
+            self._power_on(latched="conflict_monitor" in self._state.faults)
+        holding = SimData(0, values=list(self._holding), datatype=DataType.REGISTERS)
         inputs = SimData(0, count=self.regmap.span("input"), values=0, datatype=DataType.REGISTERS)
         device = SimDevice(self.regmap.unit_id, simdata=([_NO_BITS], [_NO_BITS], [holding], [inputs]), action=self._action)
         if self.sslctx is not None:
@@ -202,6 +208,7 @@ class ControllerSimulator:
             "group_state": [shown[g.id] for g in self.plan.signal_groups],
             "detector_count": self._counts, "uptime": int(self._last_s - self._powered_at) & 0xFFFF_FFFF,
             "detector_occupied": [int(o) & 0xFFFF for o in self._occupied_ds], "boot_count": self._boots,
+            "last_command_seq": state.last_seq,
         }
 
     async def _action(self, function_code: int, start_address: int, address: int, count: int,
@@ -210,6 +217,9 @@ class ControllerSimulator:
         self._catch_up()
         if function_code == FC_READ_INPUT:
             registers[:] = encode(self.regmap, "input", self._status_values())
+            return None
+        if function_code == FC_READ_HOLDING:
+            registers[:] = self._holding  # the controller's own copy (it outlives a restart of the server)
             return None
         if function_code not in WRITE_CODES or set_values is None:
             return None
@@ -231,6 +241,7 @@ class ControllerSimulator:
                 self._heartbeat_seen, self._heartbeat_at = beat, self._last_s
                 self._state = logic.heartbeat_resumed(self._state)
         if address == 0:
+            self.command_writes += 1
             return self._command(values[:COMMAND_BLOCK])
         return None
 

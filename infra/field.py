@@ -6,8 +6,10 @@ time-of-day plans and their detectors see Poisson arrivals at the demo network's
 (split over the detectors of each site); the boards stay blank until the automatic VMS (issue 6)
 or an operator sends a message. The drivers publish what they read — signal states, board
 displays, faults, connection changes, detector counts — through the event publisher, so the
-device layer's events reach the archive like any other. Security is on: the first ``lalin up``
-creates the site PKI in ``<data dir>/pki`` (as ``lalin pki init`` does) when there is none.
+device layer's events reach the archive like any other. The boards' OPC UA is secured (the
+first ``lalin up`` creates the site PKI in ``<data dir>/pki``, as ``lalin pki init`` does, when
+there is none); the controllers speak plain Modbus TCP on loopback here (Modbus/TCP Security is
+available to the driver and simulator, see docs/devices.md).
 """
 
 from __future__ import annotations

@@ -303,7 +303,7 @@ class Runtime:
             self.say(f"  devices   {len(self.field.simulators)} signal-controller simulators (Modbus TCP "
                      f"{', '.join(f'{s.site.id}:{s.port}' for s in self.field.simulators)}), "
                      f"{len(self.field.boards)} VMS boards (OPC UA SignAndEncrypt "
-                     f"{', '.join(f'{b.spec.id}:{b.port}' for b in self.field.boards)}); lalin's drivers connected")
+                     f"{', '.join(f'{b.spec.id}:{b.port}' for b in self.field.boards)}); lalin's drivers started")
             await self.field.run(self._stop)
         finally:
             await self.field.stop()

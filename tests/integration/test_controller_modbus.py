@@ -263,7 +263,7 @@ def test_a_write_answered_too_late_is_applied_once_and_acknowledged_from_the_rea
             sim.response_delay_s = 0.0
             ack = await sending
             assert ack.outcome == CommandOutcome.ACKNOWLEDGED
-            assert len(sim.carried_out) == 1  # never written twice
+            assert sim.command_writes == 1 and len(sim.carried_out) == 1  # written once, never re-sent
             assert outcomes(sink, command_id) == [ack]
 
     asyncio.run(scenario())
@@ -286,7 +286,8 @@ def test_a_controller_crash_and_power_cycle_mid_command_neither_loses_nor_double
             assert [command for _, command in sim.carried_out] == ["apply_timing"]  # sent again once, taken once
             assert outcomes(sink, command_id) == [ack]
             assert faults(sink, FaultKind.COMMS_LOST) == [True, False]
-            restart = [f for f in sink.payloads(ControllerFaulted) if f.fault == FaultKind.POWER]
+            assert sim.command_writes == 2  # once before the crash, once more into the controller that forgot it
+            restart = [f for f in sink.payloads(ControllerFaulted) if f.fault == FaultKind.RESTARTED]
             assert len(restart) == 1 and "restarted" in restart[0].detail
         assert_streams_are_numbered_without_gaps(sink)
 
@@ -306,7 +307,7 @@ def test_a_communications_restart_mid_command_keeps_the_pending_timing_and_ackno
             await sim.start()
             ack = await sending
             assert ack.outcome == CommandOutcome.ACKNOWLEDGED, ack.detail
-            assert [command for _, command in sim.carried_out] == ["apply_timing"]
+            assert [command for _, command in sim.carried_out] == ["apply_timing"] and sim.command_writes == 1
             assert outcomes(sink, command_id) == [ack]
 
     asyncio.run(scenario())
@@ -322,7 +323,64 @@ def test_a_controller_that_stays_down_times_the_command_out_once_and_never_ackno
             await sim.start(power_cycle=True)
             await sink.wait_for(ControllerFaulted, lambda f: f.fault == FaultKind.COMMS_LOST and not f.active)
             await asyncio.sleep(0.5)
-            assert outcomes(sink, command_id) == [ack] and sim.carried_out == []
+            assert outcomes(sink, command_id) == [ack] and sim.carried_out == [] and sim.command_writes == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_command_that_landed_before_the_link_died_is_timed_out_once_and_its_late_application_reported() -> None:
+    """The write reached the controller (pending), then the link stayed down past the deadline: the
+    outcome is timed_out, never a late acknowledgement; when the controller is seen running it, an
+    alarm says so, naming the command."""
+    patient = SITE.model_copy(update={"backup_time_s": 600})
+
+    async def scenario() -> None:
+        async with controller(site=patient) as (sim, driver, sink):
+            command_id = uuid.uuid4()
+            sending = asyncio.create_task(driver.send(command_id, AM_PEAK, deadline_s=1.0))
+            while sim.state.pending_seq == 0:
+                await asyncio.sleep(0.01)
+            await sim.stop()  # the link dies; the controller keeps running and applies it at the boundary
+            ack = await sending
+            assert ack.outcome == CommandOutcome.TIMED_OUT
+            await asyncio.sleep(130 / SPEED)
+            await sim.start()
+            late = await sink.wait_for(ControllerFaulted, lambda f: f.fault == FaultKind.LATE_APPLICATION)
+            assert str(command_id) in late.detail and "cycle 130 s" in late.detail
+            assert outcomes(sink, command_id) == [ack] and sim.command_writes == 1
+
+    asyncio.run(scenario())
+
+
+def test_stopping_the_driver_ends_a_command_in_flight_at_once() -> None:
+    async def scenario() -> None:
+        async with controller() as (sim, driver, sink):
+            await sim.stop()
+            command_id = uuid.uuid4()
+            sending = asyncio.create_task(driver.send(command_id, AM_PEAK, deadline_s=300))
+            await asyncio.sleep(0.3)
+            started = asyncio.get_running_loop().time()
+            await driver.stop()
+            ack = await asyncio.wait_for(sending, 2)
+            assert ack.outcome == CommandOutcome.TIMED_OUT and "stopped" in ack.detail
+            assert asyncio.get_running_loop().time() - started < 2
+            assert outcomes(sink, command_id) == [ack]
+
+    asyncio.run(scenario())
+
+
+def test_a_latched_conflict_survives_a_power_cycle() -> None:
+    async def scenario() -> None:
+        async with controller() as (sim, driver, sink):
+            sim.inject_conflict()
+            await sink.wait_for(ControllerFaulted, lambda f: f.fault == FaultKind.CONFLICT and f.active)
+            await sim.stop()
+            await sim.start(power_cycle=True)
+            await sink.wait_for(ControllerFaulted, lambda f: f.fault == FaultKind.RESTARTED)
+            assert sim.state.interval == "flash" and "conflict_monitor" in sim.state.faults
+            assert [f.active for f in sink.payloads(ControllerFaulted) if f.fault == FaultKind.CONFLICT] == [True]
+            refused = await driver.send(uuid.uuid4(), AM_PEAK, deadline_s=5)
+            assert refused.outcome == CommandOutcome.REJECTED and "fault_latched" in refused.detail
 
     asyncio.run(scenario())
 

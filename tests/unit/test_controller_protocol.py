@@ -17,6 +17,7 @@ from devices.controller_protocol import (
     PreparedCommand,
     command_registers,
     next_seq,
+    numbers_in_use,
     parse_status,
     prepare_command,
     verdict,
@@ -76,8 +77,17 @@ def test_a_command_block_is_24_registers_the_controller_decodes_back() -> None:
         command_registers(REGMAP, TIMING, 0)
 
 
-def test_sequence_numbers_skip_zero_when_they_wrap() -> None:
-    assert next_seq() == 1 and next_seq(7, 3) == 8 and next_seq(65534) == 65535 and next_seq(65535) == 1
+def test_sequence_numbers_skip_zero_and_every_number_the_controller_still_shows() -> None:
+    assert next_seq(0) == 1 and next_seq(7) == 8 and next_seq(65534) == 65535 and next_seq(65535) == 1
+    # after the wrap, 1 was refused long ago and still sits in rejected_seq; 2 is applied: take 3
+    shown = numbers_in_use(status(rejected_seq=1, applied_seq=2, last_command_seq=65535), holding_seq=65535)
+    assert next_seq(65535, *shown) == 3
+
+
+def test_a_stale_refusal_is_never_read_as_the_new_commands_fate() -> None:
+    """Found in review: checked first, an old rejected_seq equal to the new seq turned an accepted command into a refusal."""
+    assert verdict(TIMING, 1, status(rejected_seq=1, pending_seq=1), seen_pending=False)[0] == "pending"
+    assert verdict(TIMING, 1, status(rejected_seq=1, applied_seq=1), seen_pending=True)[0] == "acknowledged"
 
 
 def status(**values: object) -> ControllerStatus:
