@@ -440,9 +440,11 @@ class ControllerDriver:
         """The next command_seq: past the highest the controller shows (read once per connection, then
         counted here: this driver is the controller's only central) and unlike every number its
         registers show now, so an old command's trace is never taken for the new one's."""
-        status = await self.read_status()
-        in_use = numbers_in_use(status, await self._holding_seq()) if self._last_seq is None else numbers_in_use(status, 0)
-        if self._last_seq is None:
+        if self._last_seq is None or self.status is None:
+            status = await self.read_status()
+            in_use = numbers_in_use(status, await self._holding_seq())
             self._last_seq = status.last_command_seq
+        else:  # only this driver's commands move the numbers between polls (a restart means a reconnect)
+            in_use = numbers_in_use(self.status, self._last_seq)
         self._last_seq = next_seq(self._last_seq, *in_use)
         return self._last_seq
