@@ -141,14 +141,14 @@ class ControllerDriver:
         next_beat = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            if not self.connected.is_set():
-                if await self._connect():
-                    backoff = self.reconnect_min_s
-                else:
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.reconnect_max_s)
-                    continue
             try:
+                if not self.connected.is_set():
+                    if await self._connect():
+                        backoff = self.reconnect_min_s
+                    else:
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, self.reconnect_max_s)
+                        continue
                 await self.read_status()  # before the heartbeat: a fallback during an outage is seen, then cleared
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat_s

@@ -454,3 +454,37 @@ def test_modbus_tcp_security_accepts_the_site_client_and_refuses_rogue_expired_a
             await sim.stop()
 
     asyncio.run(scenario())
+
+
+class FlakySink(RecordingSink):
+    """A sink that fails once, as a broker client can: the driver must go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+
+    async def emit(self, payload, **kwargs):  # type: ignore[no-untyped-def, override]
+        if isinstance(payload, SignalStateReported) and self.failures == 0:
+            self.failures += 1
+            raise RuntimeError("the sink failed once")
+        return await super().emit(payload, **kwargs)
+
+
+def test_the_poller_outlives_a_failing_sink() -> None:
+    async def scenario() -> None:
+        sim = ControllerSimulator(SITE, PLAN, speed=SPEED, start_at=TUESDAY_NOON)
+        await sim.start()
+        sink = FlakySink()
+        driver = ControllerDriver(SITE, PLAN, "127.0.0.1", sim.port, sink, poll_s=0.05, heartbeat_s=0.1,
+                                  reconnect_min_s=0.05)
+        await driver.start()
+        try:
+            await sink.wait_for(SignalStateReported, timeout_s=5)  # reported after the failure
+            assert sink.failures == 1
+            ack = await driver.send(uuid.uuid4(), AM_PEAK, deadline_s=15)
+            assert ack.outcome == CommandOutcome.ACKNOWLEDGED
+        finally:
+            await driver.stop()
+            await sim.stop()
+
+    asyncio.run(scenario())
