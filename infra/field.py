@@ -15,7 +15,6 @@ available to the driver and simulator, see docs/devices.md).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable
 from datetime import datetime
@@ -33,7 +32,6 @@ from devices.vms_sim import VmsBoardSimulator
 from infra.generator import EFFECTIVE_LENGTH_M, DemoNetwork, poisson
 from infra.publisher import EventPublisher
 
-log = logging.getLogger(__name__)
 #: Seconds a loop stays occupied per vehicle: effective length (vehicle + 2 m loop, 4 m for the
 #: motorcycle-heavy mix) over the speed at the stop line (~25 km/h = 6.9 m/s).
 PULSE_OCCUPIED_S = EFFECTIVE_LENGTH_M / (25 / 3.6)
