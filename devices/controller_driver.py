@@ -55,18 +55,18 @@ from devices.controller_protocol import (
     next_seq,
     numbers_in_use,
     parse_status,
+    plan_checksum32,
     prepare_command,
     verdict,
 )
-from devices.controller_sim import plan_checksum32
 from devices.events import EventSink, utc_now
 from devices.fleet import ControllerSite
 from devices.register_map import RegisterMap, load_register_map
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_ADDRESS = 24
-BACKUP_TIME_ADDRESS = 25
+#: Timed-out commands remembered, to report one carried out late.
+TIMED_OUT_MEMORY = 64
 
 #: Controller fault bits -> (event fault kind, severity).
 FAULT_BITS: dict[str, tuple[FaultKind, Severity]] = {
@@ -117,7 +117,8 @@ class ControllerDriver:
         self._last_seq: int | None = None  # the highest command_seq known to the controller, once read
         self._last_state_key: tuple[Any, ...] | None = None
         self._count_base: tuple[datetime, tuple[int, ...], tuple[int, ...]] | None = None
-        self.outcomes = 0  # CommandAcknowledged events emitted
+        self._heartbeat_address = self.regmap.field("holding", "heartbeat").address
+        self._backup_address = self.regmap.field("holding", "backup_time").address
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -153,7 +154,7 @@ class ControllerDriver:
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat_s
                     self._heartbeat = (self._heartbeat + 1) & 0xFFFF
-                    await self._write_checked(HEARTBEAT_ADDRESS, self._heartbeat, "heartbeat")
+                    await self._write_checked(self._heartbeat_address, self._heartbeat, "heartbeat")
             except (ModbusException, OSError, TimeoutError) as err:
                 await self._lost(err)
                 continue
@@ -182,7 +183,7 @@ class ControllerDriver:
             ok = await client.connect()
             if ok:
                 self._client = client
-                await self._write_checked(BACKUP_TIME_ADDRESS, self.site.backup_time_s, "backup_time")
+                await self._write_checked(self._backup_address, self.site.backup_time_s, "backup_time")
         except (ModbusException, OSError, TimeoutError) as err:
             log.info("controller %s: connecting to %s:%d failed: %r", self.site.id, self.host, self.port, err)
             ok = False
@@ -355,8 +356,9 @@ class ControllerDriver:
             finally:
                 if outcome == CommandOutcome.TIMED_OUT and seq:
                     self._timed_out[seq[0]] = command_id  # a late application gets reported
+                    while len(self._timed_out) > TIMED_OUT_MEMORY:
+                        del self._timed_out[next(iter(self._timed_out))]
                 ack = CommandAcknowledged(command_id=command_id, target=self.site.id, outcome=outcome, detail=detail[:500])
-                self.outcomes += 1
                 await self._emit(ack, causation_id=command_id)
             return ack
 

@@ -33,7 +33,17 @@ from devices.register_map import RegisterMap, Value, decode, encode
 
 DS_PER_S = 10
 REPRESENTABLE_TOLERANCE_DS = 1e-6
-COMMAND_BLOCK = 24
+
+
+def plan_checksum32(plan: Plan) -> int:
+    """The first 32 bits of the plan's SHA-256 (the ``plan_checksum`` registers)."""
+    return int(plan.checksum()[:8], 16)
+
+
+def command_block_size(regmap: RegisterMap) -> int:
+    """Registers of the command block, written whole in one request: holding 0 to the end of ``stage_green``."""
+    last = regmap.field("holding", "stage_green")
+    return last.address + last.size
 
 
 class CommandRefused(ValueError):
@@ -138,7 +148,7 @@ def command_registers(regmap: RegisterMap, prepared: PreparedCommand, seq: int) 
         values |= {"plan_number": prepared.plan_number, "plan_checksum": prepared.plan_checksum,
                    "cycle": prepared.cycle_ds, "offset": prepared.offset_ds, "n_stages": len(prepared.greens_ds),
                    "stage_green": list(prepared.greens_ds)}
-    return encode(regmap, "holding", values)[:COMMAND_BLOCK]
+    return encode(regmap, "holding", values)[:command_block_size(regmap)]
 
 
 def next_seq(last: int, *avoid: int) -> int:

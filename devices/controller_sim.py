@@ -34,6 +34,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from controllers.plan import Plan, Timing
 from controllers.schedule import active_timing, resolve_timing
 from devices import controller_logic as logic
+from devices.controller_protocol import command_block_size, plan_checksum32
 from devices.fleet import ControllerSite
 from devices.register_map import RegisterMap, decode, encode, load_register_map
 
@@ -42,15 +43,7 @@ log = logging.getLogger(__name__)
 FC_READ_HOLDING = 3
 FC_READ_INPUT = 4
 WRITE_CODES = {6, 16}
-COMMAND_BLOCK = 24  # registers 0..23: command_seq .. stage_green[15]
-HEARTBEAT_ADDRESS = 24
-BACKUP_TIME_ADDRESS = 25
 _NO_BITS = SimData(0, count=1, values=False, datatype=DataType.BITS)  # unused: one coil, one discrete input
-
-
-def plan_checksum32(plan: Plan) -> int:
-    """The first 32 bits of the plan's SHA-256 (the ``plan_checksum`` registers)."""
-    return int(plan.checksum()[:8], 16)
 
 
 def timing_to_ds(plan: Plan, timing: Timing) -> tuple[int, int, list[int]]:
@@ -70,6 +63,9 @@ class ControllerSimulator:
         self.site, self.plan, self.host, self.port = site, plan, host, port
         self.speed, self.sslctx, self.clock = speed, sslctx, clock
         self.regmap = regmap or load_register_map()
+        self._command_block = command_block_size(self.regmap)
+        self._heartbeat_address = self.regmap.field("holding", "heartbeat").address
+        self._backup_address = self.regmap.field("holding", "backup_time").address
         self.start_at = start_at or datetime.now(UTC)
         self._wall0 = clock()
         self.response_delay_s = 0.0
@@ -105,7 +101,7 @@ class ControllerSimulator:
         if latched:
             self._state = logic.conflict_detected(self._state)
         self._holding = [0] * self.regmap.span("holding")
-        self._holding[BACKUP_TIME_ADDRESS] = self.site.backup_time_s
+        self._holding[self._backup_address] = self.site.backup_time_s
         self._heartbeat_seen = 0
         self._heartbeat_at: float | None = None  # controller second of the last heartbeat change
         self._counts = [0] * self.regmap.limits["detectors"]
@@ -179,7 +175,7 @@ class ControllerSimulator:
     def _catch_up(self) -> None:
         now = self.now_s()
         state = self._state
-        backup_s = self._holding[BACKUP_TIME_ADDRESS]
+        backup_s = self._holding[self._backup_address]
         if (self._heartbeat_at is not None and backup_s > 0 and "central_heartbeat_lost" not in state.faults
                 and now - self._heartbeat_at >= backup_s):
             expiry = self._heartbeat_at + backup_s
@@ -233,16 +229,16 @@ class ControllerSimulator:
 
     def _write(self, address: int, values: list[int]) -> ExcCodes | None:
         end = address + len(values)
-        if address < COMMAND_BLOCK and (address != 0 or end < COMMAND_BLOCK):
+        if address < self._command_block and (address != 0 or end < self._command_block):
             return ExcCodes.ILLEGAL_VALUE  # the command block is written whole, in one request
-        if address <= HEARTBEAT_ADDRESS < end:
-            beat = values[HEARTBEAT_ADDRESS - address]
+        if address <= self._heartbeat_address < end:
+            beat = values[self._heartbeat_address - address]
             if beat != self._heartbeat_seen or self._heartbeat_at is None:
                 self._heartbeat_seen, self._heartbeat_at = beat, self._last_s
                 self._state = logic.heartbeat_resumed(self._state)
         if address == 0:
             self.command_writes += 1
-            return self._command(values[:COMMAND_BLOCK])
+            return self._command(values[:self._command_block])
         return None
 
     def _command(self, block: list[int]) -> ExcCodes | None:

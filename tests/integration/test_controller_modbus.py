@@ -32,8 +32,8 @@ from controllers.payloads import (
     TimingPlanCommand,
 )
 from devices.controller_driver import ControllerDriver
-from devices.controller_protocol import PreparedCommand, command_registers
-from devices.controller_sim import ControllerSimulator, plan_checksum32
+from devices.controller_protocol import PreparedCommand, command_registers, plan_checksum32
+from devices.controller_sim import ControllerSimulator
 from devices.events import RecordingSink
 from devices.fleet import ControllerSite, load_fleet
 from devices.register_map import decode, load_register_map

@@ -19,10 +19,10 @@ from devices.controller_protocol import (
     next_seq,
     numbers_in_use,
     parse_status,
+    plan_checksum32,
     prepare_command,
     verdict,
 )
-from devices.controller_sim import plan_checksum32
 from devices.fleet import load_fleet
 from devices.register_map import decode, encode, load_register_map
 
