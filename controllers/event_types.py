@@ -22,6 +22,8 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
     "BrokerRestartDetected": (1, p.BrokerRestartDetected),
     "VmsDisplayReported": (1, p.VmsDisplayReported),
     "VmsFaulted": (1, p.VmsFaulted),
+    "DetectorsCounted": (1, p.DetectorsCounted),
+    "TrafficMeasured": (1, p.TrafficMeasured),
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}

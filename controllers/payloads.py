@@ -343,3 +343,118 @@ class BrokerRestartDetected(Payload, frozen=True, forbid_unknown_fields=True, gc
     last_confirmed_at: AwareTime
     detected_at: AwareTime
     at_risk_from: AwareTime
+
+
+# --- batched detector counts (one event per controller and count interval) -------------------
+class DetectorReading(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One detector's count in a :class:`DetectorsCounted` batch (same meaning as :class:`DetectorCounted`)."""
+
+    detector_id: Identifier
+    volume: VolumeByClass
+    occupancy: Fraction
+    mean_speed_kmh: SpeedKmh | None = None
+    lane: Identifier | None = None
+
+
+class DetectorsCounted(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Every detector of one controller over the same ``interval_s`` seconds ending at event time.
+
+    A controller reports all its lanes per interval in one event (the message granularity of the
+    closed loop): one envelope, one decode, one fold call for up to 64 lane readings.
+    """
+
+    controller_id: Identifier
+    interval_s: IntervalSeconds
+    readings: Annotated[list[DetectorReading], msgspec.Meta(min_length=1, max_length=64)]
+
+
+# --- traffic state (the fold's output: one summary per intersection and closed window) ----------
+class DetectorHealth(enum.StrEnum):
+    """What the fold concludes about a detector from its recent readings."""
+
+    OK = "ok"
+    NO_COUNTS = "no_counts"  # silent while the rest of the intersection counts
+    STUCK_ON = "stuck_on"  # occupied (almost) all the time, minute after minute
+    CHATTER = "chatter"  # more pulses than vehicles can make
+    BAD_DATA = "bad_data"  # its readings were refused (dead-lettered)
+    NO_REPORTS = "no_reports"  # nothing received for it (the controller or the link is down)
+
+
+class DetectorStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A detector whose health is not ``ok``, and since when."""
+
+    detector_id: Identifier
+    health: DetectorHealth
+    since: AwareTime
+
+
+class MovementMeasure(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One signalised movement (lane group) in the closed 1-min window and the 5-min hopping window.
+
+    ``flow_pcu_h`` and ``degree_of_saturation`` are over the 5-min window (None when no healthy
+    detector measures the movement, or for the degree of saturation when the running timing is
+    unknown); vehicle counts include substitutes for unhealthy lanes (healthy lanes' mean).
+    """
+
+    movement: Identifier
+    lanes_measured: Annotated[int, msgspec.Meta(ge=0, le=16)]
+    lanes_total: Annotated[int, msgspec.Meta(ge=1, le=16)]
+    volume_1min: VolumeByClass
+    volume_5min: VolumeByClass
+    flow_pcu_h: Annotated[float, msgspec.Meta(ge=0.0, le=100_000.0)] | None
+    occupancy: Fraction | None  # mean over the 1-min window and the measured lanes
+    mean_speed_kmh: SpeedKmh | None = None
+    degree_of_saturation: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] | None = None
+
+
+class ApproachMeasure(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One approach as its camera saw it in the closed 1-min window (None fields: no camera report)."""
+
+    approach: Identifier
+    counts_1min: VolumeByClass | None = None
+    queue_length_m: LengthMetres | None = None  # the longest queue reported in the window
+    incident: Incident | None = None
+
+
+class StageMeasure(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A stage's degree of saturation (its most saturated movement, 5-min window) at the running timing."""
+
+    stage: Identifier
+    degree_of_saturation: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] | None
+
+
+class RunningTiming(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The timing a controller last reported running (seconds; greens in sequence order)."""
+
+    plan_checksum: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}$")] | None
+    cycle_s: DurationSeconds
+    offset_s: DurationSeconds | None
+    stage_greens_s: Annotated[list[DurationSeconds], msgspec.Meta(max_length=16)] | None
+
+
+class TrafficMeasured(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The traffic state of one intersection for a closed 1-min window (and the 5-min window ending with it).
+
+    Emitted by the fold when event time passes the window's end plus the grace period. It
+    names the events it folded since the previous summary (``input_event_ids``), so a replay
+    re-folds exactly those and must reach the same summary; events for windows already closed
+    count as ``late_events`` (they stay in the archive, not in the measures).
+    """
+
+    intersection_id: Identifier
+    corridor: Annotated[str, msgspec.Meta(max_length=64)] | None
+    window: TimeWindow
+    window_5min: TimeWindow
+    movements: Annotated[list[MovementMeasure], msgspec.Meta(max_length=32)]
+    approaches: Annotated[list[ApproachMeasure], msgspec.Meta(max_length=8)]
+    stages: Annotated[list[StageMeasure], msgspec.Meta(max_length=16)]
+    detectors_unhealthy: Annotated[list[DetectorStatus], msgspec.Meta(max_length=64)]
+    detectors_total: Annotated[int, msgspec.Meta(ge=0, le=64)]
+    controller_mode: ControlMode | None
+    controller_reachable: bool
+    running: RunningTiming | None
+    faults_active: Annotated[list[FaultKind], msgspec.Meta(max_length=16)]
+    late_events: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    rejected_inputs: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=5000)]
+    inputs_uncited: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = 0  # inputs beyond the 5,000 cited (a flood)

@@ -21,7 +21,7 @@ def test_every_event_type_has_exactly_one_topic() -> None:
 
 @pytest.mark.parametrize(("mutate", "needle"), [
     (lambda d: d["topics"][0]["event_types"].append("Teleported"), "unknown ['Teleported']"),
-    (lambda d: d["topics"][0]["event_types"].clear(), "without a topic ['DetectorCounted']"),
+    (lambda d: d["topics"][0]["event_types"].clear(), "without a topic ['DetectorCounted', 'DetectorsCounted']"),
     (lambda d: d["topics"][1]["event_types"].append("DetectorCounted"), "on two topics ['DetectorCounted']"),
     (lambda d: d["topics"].pop(), "lalin.meta"),
     (lambda d: d["topics"][0].update(partitions=0), "partitions"),
