@@ -89,11 +89,8 @@ def design_corridor(items: list[tuple[Plan, dict[Id, MovementDemand]]], step_s: 
         if abs(design.cycle_s - cycle) > 1e-6:
             raise TimingInfeasible(f"corridor {name}: {design.plan} cannot run the common cycle {cycle:.1f} s "
                                    f"({'; '.join(design.notes)})")
-    windows = [(_window(plan, d.timing(), _coordination(plan).outbound_group),
-                _window(plan, d.timing(), _coordination(plan).inbound_group))
-               for (plan, _), d in zip(items, designs, strict=True)]
-    travel_out, travel_in = _travel_times_s([plan for plan, _ in items])
-    offsets, bands = _optimise(cycle, step_s, windows, travel_out, travel_in)
+    offsets, bands, windows, (travel_out, travel_in) = _coordinate(
+        [(plan, d.timing()) for (plan, _), d in zip(items, designs, strict=True)], cycle, step_s)
     out = []
     for k, ((plan, _), design) in enumerate(zip(items, designs, strict=True)):
         placed = msgspec.structs.replace(design, offset_s=offsets[k])
@@ -104,6 +101,34 @@ def design_corridor(items: list[tuple[Plan, dict[Id, MovementDemand]]], step_s: 
                                         windows[k][1], travel_out[k], travel_in[k], placed))
     return CorridorDesign(corridor=name, cycle_s=cycle, bandwidth_outbound_s=bands[0], bandwidth_inbound_s=bands[1],
                           efficiency=(bands[0] + bands[1]) / (2 * cycle), intersections=out, notes=notes)
+
+
+def coordinate_offsets(items: list[tuple[Plan, Timing]], cycle_s: float,
+                       step_s: float = 1.0) -> tuple[dict[Id, float], float, float]:
+    """Offsets (s, by plan id; the lowest chainage gets 0) for timings that share the cycle ``cycle_s``.
+
+    Returns the offsets and the outbound and inbound bandwidths (s). The timings' own offsets are
+    ignored; the plans must lie on one corridor (2..16 intersections, distinct chainages).
+    """
+    if not 2 <= len(items) <= kernel.MAX_INTERSECTIONS:
+        raise TimingInfeasible(f"a corridor needs 2..{kernel.MAX_INTERSECTIONS} intersections, got {len(items)}")
+    for plan, timing in items:
+        if abs(timing.cycle_s - cycle_s) > 1e-6:
+            raise TimingInfeasible(f"{plan.id}: cycle {timing.cycle_s:g} s is not the common cycle {cycle_s:g} s")
+    items = sorted(items, key=lambda item: _coordination(item[0]).chainage_m)
+    _same_corridor([plan for plan, _ in items])
+    offsets, bands, _, _ = _coordinate(items, cycle_s, step_s)
+    return {plan.id: offset for (plan, _), offset in zip(items, offsets, strict=True)}, bands[0], bands[1]
+
+
+def _coordinate(items: list[tuple[Plan, Timing]], cycle_s: float, step_s: float) -> tuple[
+        list[float], list[float], list[tuple[GreenWindow, GreenWindow]], tuple[list[float], list[float]]]:
+    """Offsets and bandwidths for timings sorted by chainage, with the green windows and travel times used."""
+    windows = [(_window(plan, timing, _coordination(plan).outbound_group),
+                _window(plan, timing, _coordination(plan).inbound_group)) for plan, timing in items]
+    travel_out, travel_in = _travel_times_s([plan for plan, _ in items])
+    offsets, bands = _optimise(cycle_s, step_s, windows, travel_out, travel_in)
+    return offsets, bands, windows, (travel_out, travel_in)
 
 
 def _coordination(plan: Plan) -> Coordination:
