@@ -10,13 +10,17 @@ starts when the running stage's green ends, after a *flash entry* interval in wh
 group of that stage clears as before any conflicting green (amber and all-red, or a
 crossing's flashing clearance), so no green is cut and no clearance skipped. Leaving flash
 goes through an all-red *start-up* interval as long as the plan's longest intergreen before
-the first stage's green (the start of a cycle). A new timing is checked with
+the first stage's green (the start of a cycle). A coordinated cycle starts when the
+controller's clock minus the offset is a whole number of cycles; a controller off its offset
+shortens or lengthens its greens (within their minimum and maximum, at most a fifth of the
+cycle per cycle, the quicker way) until it is on. A new timing is checked with
 lalin's own safety rules (:func:`controllers.safety.validate`) — the controller's second,
 independent check — and waits for the next cycle boundary. No I/O, no clock.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import msgspec
@@ -24,6 +28,7 @@ import msgspec
 from controllers.clearance import clearance_required_s, interstage_s
 from controllers.plan import Plan, Timing
 from controllers.safety import validate
+from controllers.splits import stage_bounds_s
 
 Aspect = Literal["dark", "red", "green", "amber", "flashing_amber", "flashing_green"]
 Mode = Literal["central", "local_tod", "flash"]
@@ -52,6 +57,8 @@ class ControllerState(msgspec.Struct, frozen=True):
     reject_reason: str = "none"
     last_seq: int = 0
     faults: frozenset[str] = frozenset()
+    clock_s: float = 0.0  # the controller's synchronised clock, seconds since the Unix epoch: offsets count from it
+    green_adjust_s: tuple[float, ...] = ()  # this cycle's change to each stage's green, bringing the cycle onto its offset
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -61,21 +68,57 @@ class Outcome(msgspec.Struct, frozen=True):
     reason: str = "none"
 
 
-def power_up(plan: Plan, local_timing: Timing | None, idle_timing: Timing) -> ControllerState:
-    """A controller switched on: flashing if its schedule says so (``local_timing`` None), else the
-    all-red start-up and then ``local_timing`` from the first stage. ``idle_timing`` (safe) fills the
-    state while flashing."""
+def power_up(plan: Plan, local_timing: Timing | None, idle_timing: Timing, clock_s: float = 0.0) -> ControllerState:
+    """A controller switched on at ``clock_s`` (epoch seconds): flashing if its schedule says so
+    (``local_timing`` None), else the all-red start-up and then ``local_timing`` from the first
+    stage. ``idle_timing`` (safe) fills the state while flashing."""
     if local_timing is None:
-        return msgspec.structs.replace(_flash(start(plan, idle_timing), 0), mode="local_tod")
-    return msgspec.structs.replace(start(plan, local_timing), interval="startup")
+        return msgspec.structs.replace(_flash(start(plan, idle_timing, clock_s=clock_s), 0), mode="local_tod")
+    return msgspec.structs.replace(start(plan, local_timing, clock_s=clock_s), interval="startup")
 
 
-def start(plan: Plan, timing: Timing, mode: Mode = "local_tod") -> ControllerState:
-    """A controller at the start of the first stage's green running ``timing`` (which must be safe)."""
+def start(plan: Plan, timing: Timing, mode: Mode = "local_tod", clock_s: float = 0.0) -> ControllerState:
+    """A controller at the start of the first stage's green running ``timing`` (which must be safe), at ``clock_s``."""
     violations = validate(plan, timing)
     if violations:
         raise ValueError(f"plan {plan.id}: the start timing is unsafe: {violations[0].message}")
-    return ControllerState(mode=mode, timing=timing)
+    return ControllerState(mode=mode, timing=timing, clock_s=clock_s)
+
+
+#: The most a cycle may be lengthened or shortened to reach its offset (fraction of the cycle).
+MAX_OFFSET_CORRECTION = 0.2
+
+
+def offset_error_s(timing: Timing, clock_s: float) -> float:
+    """Seconds since the last ideal cycle start: a coordinated cycle starts when ``(clock - offset) mod cycle = 0``."""
+    return (clock_s - timing.offset_s) % timing.cycle_s
+
+
+def offset_correction_s(plan: Plan, timing: Timing, clock_s: float) -> tuple[float, ...]:
+    """Changes (s, per stage of the sequence) to the greens of a cycle starting at ``clock_s`` that move the
+    next cycle start towards the offset, the quicker way: shorten the cycle by the error or lengthen it by
+    the rest of the cycle, at most ``MAX_OFFSET_CORRECTION`` of the cycle per cycle, shared between the
+    stages in proportion to their room within their minimum and maximum greens (several cycles when the
+    error is large). All zeros when the cycle is on its offset."""
+    error = offset_error_s(timing, clock_s)
+    cycle = timing.cycle_s
+    seq = plan.sequence
+    if error < 0.05 or cycle - error < 0.05:
+        return (0.0,) * len(seq)
+    bounds = stage_bounds_s(plan)
+    limit = MAX_OFFSET_CORRECTION * cycle
+    shrink = [max(0.0, timing.stage_greens_s[s] - bounds[s][0]) for s in seq]
+    grow = [max(0.0, min(bounds[s][1], timing.stage_greens_s[s] + limit) - timing.stage_greens_s[s]) for s in seq]
+    per_cycle_short, per_cycle_long = min(limit, sum(shrink)), min(limit, sum(grow))
+    cycles_short = math.ceil(error / per_cycle_short) if per_cycle_short > 0 else math.inf
+    cycles_long = math.ceil((cycle - error) / per_cycle_long) if per_cycle_long > 0 else math.inf
+    if cycles_short == cycles_long == math.inf:
+        return (0.0,) * len(seq)
+    if cycles_short <= cycles_long:
+        total, room = -min(error, per_cycle_short), shrink
+    else:
+        total, room = min(cycle - error, per_cycle_long), grow
+    return tuple(total * r / sum(room) for r in room)
 
 
 def handle_command(plan: Plan, state: ControllerState, seq: int, command: str,
@@ -215,15 +258,17 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
     seq = plan.sequence
     while True:
         if state.interval == "flash":  # also entered at a cycle boundary crossed below
-            return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s)
+            return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s,
+                                           clock_s=state.clock_s + dt_s)
         length = _interval_length_s(plan, state)
-        left = length - state.interval_elapsed_s
+        left = max(0.0, length - state.interval_elapsed_s)
         if dt_s < left:
             return msgspec.structs.replace(state, interval_elapsed_s=state.interval_elapsed_s + dt_s,
-                                           cycle_elapsed_s=state.cycle_elapsed_s + dt_s)
+                                           cycle_elapsed_s=state.cycle_elapsed_s + dt_s, clock_s=state.clock_s + dt_s)
         dt_s -= left
+        state = msgspec.structs.replace(state, clock_s=state.clock_s + left)
         if state.interval == "startup" and not state.pending_flash:
-            state = _start_cycle(state)
+            state = _start_cycle(plan, state)
             continue
         if state.interval in ("flash_entry", "startup"):  # the clearance into flash, or a start-up ending in flash
             applied = state.pending_seq or state.applied_seq
@@ -243,17 +288,18 @@ def advance(plan: Plan, state: ControllerState, dt_s: float) -> ControllerState:
         state = msgspec.structs.replace(state, stage_index=nxt, interval="green", interval_elapsed_s=0.0,
                                         cycle_elapsed_s=state.cycle_elapsed_s + left)
         if nxt == 0:
-            state = _start_cycle(state)
+            state = _start_cycle(plan, state)
 
 
-def _start_cycle(state: ControllerState) -> ControllerState:
-    """The first stage's green begins: a new cycle, and a pending timing becomes active."""
+def _start_cycle(plan: Plan, state: ControllerState) -> ControllerState:
+    """The first stage's green begins: a new cycle, a pending timing becomes active, and the cycle's
+    first green is corrected towards the offset."""
     state = msgspec.structs.replace(state, stage_index=0, interval="green", interval_elapsed_s=0.0, cycle_elapsed_s=0.0)
-    if state.pending_timing is None:
-        return state
-    applied = state.pending_seq if state.pending_mode == "central" else state.applied_seq
-    return msgspec.structs.replace(state, timing=state.pending_timing, applied_seq=applied, pending_timing=None,
-                                   pending_seq=0, mode=state.pending_mode)
+    if state.pending_timing is not None:
+        applied = state.pending_seq if state.pending_mode == "central" else state.applied_seq
+        state = msgspec.structs.replace(state, timing=state.pending_timing, applied_seq=applied, pending_timing=None,
+                                        pending_seq=0, mode=state.pending_mode)
+    return msgspec.structs.replace(state, green_adjust_s=offset_correction_s(plan, state.timing, state.clock_s))
 
 
 def _interval_length_s(plan: Plan, state: ControllerState) -> float:
@@ -264,7 +310,8 @@ def _interval_length_s(plan: Plan, state: ControllerState) -> float:
     if state.interval == "flash_entry":
         return flash_entry_s(plan, stage)
     if state.interval == "green":
-        return state.timing.stage_greens_s[stage]
+        adjust = state.green_adjust_s[state.stage_index] if state.green_adjust_s else 0.0
+        return state.timing.stage_greens_s[stage] + adjust
     return interstage_s(plan, stage, seq[(state.stage_index + 1) % len(seq)])
 
 

@@ -97,7 +97,7 @@ class ControllerSimulator:
         self._powered_at = self._last_s = now
         local = self._local_timing(now)
         idle = local or self.plan.default_timing or next(iter(self.plan.timings.values()))
-        self._state = logic.power_up(self.plan, local, idle)
+        self._state = logic.power_up(self.plan, local, idle, clock_s=self.local_time(now).timestamp())
         if latched:
             self._state = logic.conflict_detected(self._state)
         self._holding = [0] * self.regmap.span("holding")

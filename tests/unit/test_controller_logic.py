@@ -5,6 +5,7 @@ cycle boundary."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -158,7 +159,7 @@ def test_heartbeat_loss_falls_back_to_the_local_plan_at_the_cycle_boundary() -> 
     assert lost.pending_seq == 0  # the central's pending timing is dropped ...
     assert lost.pending_timing == K01.timings["OFF_PEAK"] and lost.pending_mode == "local_tod"  # ... the local one waits
     assert aspects(K01, lost) == aspects(K01, central)  # nothing changes mid-cycle
-    later = advance(K01, lost, 130.0)
+    later = advance(K01, lost, 130.0 + sum(lost.green_adjust_s))  # this cycle is corrected towards its offset
     assert (later.timing, later.mode, later.applied_seq) == (K01.timings["OFF_PEAK"], "local_tod", 1)
     assert "central_heartbeat_lost" not in heartbeat_resumed(later).faults
 
@@ -290,3 +291,33 @@ def test_a_flash_requested_during_the_startup_waits_for_its_end_in_all_red() -> 
     starting, _ = handle_command(K01, starting, 2, "flash")
     assert advance(K01, starting, startup_s(K01) - 0.1).interval == "startup"
     assert advance(K01, starting, startup_s(K01) + 0.1).interval == "flash"
+
+
+def _cycle_starts(plan, state, horizon_s: float, step_s: float = 0.5) -> list[float]:  # type: ignore[no-untyped-def]
+    starts, t = [], 0.0
+    while t < horizon_s:
+        before = state.cycle_elapsed_s
+        state = advance(plan, state, step_s)
+        t += step_s
+        if state.cycle_elapsed_s < before and state.interval == "green" and state.stage_index == 0:
+            starts.append(state.clock_s - state.interval_elapsed_s)
+    return starts
+
+
+@settings(max_examples=40, deadline=None)
+@given(clock0=st.floats(0, 1e9), offset=st.integers(0, 129))
+def test_a_coordinated_controller_reaches_its_offset_within_a_few_cycles_without_cutting_a_green(clock0: float,
+                                                                                                 offset: int) -> None:
+    """Cycles start where (clock - offset) mod cycle = 0 once corrected; corrections stay within the stage bounds."""
+    from controllers.splits import stage_bounds_s
+    from devices.controller_logic import offset_error_s
+    timing = Timing(cycle_s=130, offset_s=offset, stage_greens_s=K01.timings["AM_PEAK"].stage_greens_s)
+    state = start(K01, timing, mode="central", clock_s=clock0)
+    starts = _cycle_starts(K01, state, 130 * 8)
+    errors = [min(offset_error_s(timing, t), 130 - offset_error_s(timing, t)) for t in starts]
+    assert errors[-1] < 0.6 and errors[-2] < 0.6  # on the offset (0.5 s sampling) and staying there
+    lengths = [b - a for a, b in pairwise(starts)]
+    assert all(130 - 0.2 * 130 - 0.6 <= n <= 130 + 0.2 * 130 + 0.6 for n in lengths)  # at most a fifth of a cycle per cycle
+    bounds = stage_bounds_s(K01)
+    room_short = sum(g - bounds[s][0] for s, g in timing.stage_greens_s.items())
+    assert all(n >= 130 - room_short - 0.6 for n in lengths)  # no green below its minimum
