@@ -432,6 +432,15 @@ class RunningTiming(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=
     stage_greens_s: Annotated[list[DurationSeconds], msgspec.Meta(max_length=16)] | None
 
 
+class RejectedInput(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """An input the fold refused (dead-lettered): where it was, the detector it named (if known) and when."""
+
+    ref: Annotated[str, msgspec.Meta(max_length=200)]  # broker epoch/topic/partition/offset of the record
+    reason: Identifier
+    detector_id: Identifier | None = None
+    at: AwareTime | None = None  # the time the fold counted it at (the record's event time, else stream time)
+
+
 class TrafficMeasured(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """The traffic state of one intersection for a closed 1-min window (and the 5-min window ending with it).
 
@@ -455,6 +464,6 @@ class TrafficMeasured(Payload, frozen=True, forbid_unknown_fields=True, gc=False
     running: RunningTiming | None
     faults_active: Annotated[list[FaultKind], msgspec.Meta(max_length=16)]
     late_events: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
-    rejected_inputs: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    rejected_inputs: Annotated[list[RejectedInput], msgspec.Meta(max_length=1000)]
     input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=5000)]
     inputs_uncited: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = 0  # inputs beyond the 5,000 cited (a flood)

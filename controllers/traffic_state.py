@@ -66,6 +66,7 @@ from controllers.payloads import (
     FaultKind,
     Incident,
     MovementMeasure,
+    RejectedInput,
     RunningTiming,
     SignalStateReported,
     StageMeasure,
@@ -188,7 +189,7 @@ class FoldState(msgspec.Struct):
     cited: list[uuid.UUID] = []
     uncited: int = 0
     late: int = 0
-    rejected: list[uuid.UUID] = []
+    rejected: list[RejectedInput] = []
     summaries: int = 0
 
 
@@ -229,14 +230,17 @@ class IntersectionFold:
         self._fold(event)
         return self._advance()
 
-    def apply_batch(self, events: Sequence[Envelope]) -> list[TrafficMeasured]:
-        """Fold a summary's cited events (in any order), then close windows: how a replay re-runs the fold.
+    def apply_batch(self, events: Sequence[Envelope], rejected: Sequence[RejectedInput] = ()) -> list[TrafficMeasured]:
+        """Fold a summary's cited events and refused inputs (in any order), then close windows: how a replay
+        re-runs the fold.
 
         Live, no window closed before the last event of such a batch, so folding the whole
         set first and closing once gives the same summaries bit for bit.
         """
         for event in events:
             self._fold(event)
+        for r in rejected:
+            self.reject(r.ref, r.reason, r.detector_id, r.at)
         return self._advance()
 
     def _fold(self, event: Envelope) -> None:
@@ -267,15 +271,21 @@ class IntersectionFold:
         self._cite(event.event_id)
         self.state.stream_time_s = max(self.state.stream_time_s, t)
 
-    def reject(self, ref: uuid.UUID, detector_id: str | None, at: datetime | None) -> None:
-        """Note a refused input (dead-lettered by the caller, ``ref`` names it); a known detector turns ``bad_data``."""
-        self.state.rejected.append(ref)
-        if detector_id is not None and detector_id in self.layout.detector_by_id:
-            t = at.timestamp() if at is not None else self.state.stream_time_s
-            if math.isfinite(t):
-                w = self._window_of(t)
-                h = self.state.health.setdefault(detector_id, _Health())
-                h.bad_data_w = w if h.bad_data_w is None else max(h.bad_data_w, w)
+    def reject(self, ref: str, reason: str, detector_id: str | None, at: datetime | None) -> None:
+        """Note an input refused and dead-lettered by the caller (``ref``: broker epoch/topic/partition/offset).
+
+        A known detector turns ``bad_data`` from the window of ``at`` (default: stream time). The
+        next summary lists the input with the time used, so a replay refuses it the same way.
+        """
+        known = detector_id if detector_id is not None and detector_id in self.layout.detector_by_id else None
+        t = at.timestamp() if at is not None else self.state.stream_time_s
+        when = _at(t) if math.isfinite(t) else None
+        if len(self.state.rejected) < 1000:
+            self.state.rejected.append(RejectedInput(ref=ref[:200], reason=reason, detector_id=known, at=when))
+        if known is not None and when is not None:
+            w = self._window_of(t)
+            h = self.state.health.setdefault(known, _Health())
+            h.bad_data_w = w if h.bad_data_w is None else max(h.bad_data_w, w)
 
     def _check_controller(self, controller_id: str, event: Envelope) -> None:
         if controller_id != self.layout.intersection_id:
@@ -403,7 +413,7 @@ class IntersectionFold:
             running=running,
             faults_active=sorted((FaultKind(k) for k, (active, _, _) in st.faults.items() if active), key=str),
             late_events=st.late,
-            rejected_inputs=len(st.rejected),
+            rejected_inputs=sorted(st.rejected, key=lambda r: r.ref),
             input_event_ids=sorted(st.cited),
             inputs_uncited=st.uncited,
         )

@@ -46,7 +46,7 @@ def summary(site: str, flows: dict[str, float | None], greens: list[float] | Non
         window_5min=TimeWindow(end - timedelta(minutes=5), end), movements=movements, approaches=[], stages=[],
         detectors_unhealthy=[DetectorStatus(d, DetectorHealth.STUCK_ON, end) for d in unhealthy], detectors_total=7,
         controller_mode=mode, controller_reachable=reachable, running=running, faults_active=[], late_events=0,
-        rejected_inputs=0, input_event_ids=[])
+        rejected_inputs=[], input_event_ids=[])
 
 
 def am_peak(site: str) -> tuple[list[float], float]:

@@ -186,12 +186,13 @@ def test_chatter_no_counts_bad_data_and_no_reports() -> None:
         per["K01-E_A-1"] = 0  # silent loop
         per["K01-W_A-1"] = 400 if k == 11 else 10  # chatter in the last minute
         summaries += run(fold, [ev(counts(lay, per), T0 + timedelta(minutes=k + 1))])
-    fold.reject(uuid.uuid4(), "K01-S_TR-1", T0 + timedelta(minutes=11))
+    fold.reject("e1/lalin.detector/0/17", "malformed", "K01-S_TR-1", T0 + timedelta(minutes=11))
     summaries += run(fold, [ev(counts(lay, 10), T0 + timedelta(minutes=13))])
     health = [_health(s) for s in summaries]
     assert health[9].get("K01-E_A-1") == DetectorHealth.NO_COUNTS and "K01-E_A-1" not in health[8]
     assert health[11].get("K01-W_A-1") == DetectorHealth.CHATTER and "K01-W_A-1" not in health[10]
-    assert health[11].get("K01-S_TR-1") == DetectorHealth.BAD_DATA and summaries[11].rejected_inputs == 1
+    assert health[11].get("K01-S_TR-1") == DetectorHealth.BAD_DATA
+    assert [(r.ref, r.detector_id) for r in summaries[11].rejected_inputs] == [("e1/lalin.detector/0/17", "K01-S_TR-1")]
     # nothing at all from the controller for two windows: every detector has no reports
     quiet = run(fold, [ev(CameraObserved(camera_id="CAM-K01-N", approach="N", interval_s=60, counts=VolumeByClass(),
                                          queue_length_m=0), T0 + timedelta(minutes=16))])
