@@ -15,8 +15,9 @@ and the offsets restart at 0 in the new log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import psycopg
@@ -46,9 +47,39 @@ async def load_snapshot(conn: psycopg.AsyncConnection[Any], group_id: str, task:
     return TaskSnapshot(bytes(state), {str(k): int(v) for k, v in offsets.items()}, int(folded), int(emitted), epoch)
 
 
+class RefusedRecord(Protocol):
+    """A record a processor refused (see ``streams.fold_task.DeadLetter``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes
+    reason: str
+    detail: str
+
+
 async def save_snapshot(conn: psycopg.AsyncConnection[Any], group_id: str, task: int, snapshot: TaskSnapshot,
-                        now: datetime) -> None:
-    """Store ``snapshot`` (state and offsets together, one statement: atomic)."""
+                        now: datetime, dead_letters: Sequence[RefusedRecord] = ()) -> None:
+    """Store ``snapshot`` (state and offsets) and the records refused since the last one, in ONE transaction.
+
+    A dead letter already stored (the same broker epoch, topic, partition and offset: a
+    re-processed record, or the archiver's copy) is kept as it is.
+    """
+    async with conn.transaction():
+        if dead_letters:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    """INSERT INTO dead_letters (received_at, topic, kafka_partition, kafka_offset, broker_epoch, record_key,
+                                                 raw, reason, detail)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                    [(now, d.topic, d.partition, d.offset, snapshot.broker_epoch, d.key, d.raw, d.reason, d.detail[:2000])
+                     for d in dead_letters])
+        await _upsert(conn, group_id, task, snapshot, now)
+
+
+async def _upsert(conn: psycopg.AsyncConnection[Any], group_id: str, task: int, snapshot: TaskSnapshot,
+                  now: datetime) -> None:
     await conn.execute(
         """INSERT INTO fold_snapshots (group_id, task, broker_epoch, offsets, state, folded, emitted, updated_at)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
