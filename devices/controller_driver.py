@@ -5,7 +5,7 @@ driver writes the central heartbeat every ``heartbeat_s`` seconds and reads the 
 block every ``poll_s`` seconds (one function-4 request: a consistent snapshot), turning it into
 events: ``SignalStateReported`` on every change of mode, plan, stage, interval or aspects,
 ``ControllerFaulted`` when a fault bit, the connection or the protocol changes, and one
-``DetectorCounted`` per detector every ``count_interval_s`` seconds (counter differences,
+``DetectorsCounted`` (all its detectors in one event) every ``count_interval_s`` seconds (counter differences,
 wrap-aware). Every event goes through an :class:`~devices.events.EventSink`, numbered per
 stream (source ``modbus:<controller>``).
 
@@ -36,7 +36,8 @@ from controllers.payloads import (
     CommandOutcome,
     ControllerFaulted,
     ControlMode,
-    DetectorCounted,
+    DetectorReading,
+    DetectorsCounted,
     FaultKind,
     GroupState,
     Payload,
@@ -310,15 +311,16 @@ class ControllerDriver:
         if interval_s < self.count_interval_s:
             return []
         self._count_base = (at, status.detector_counts, status.detector_occupied_ds)
-        events: list[Payload] = []
+        readings: list[DetectorReading] = []
         for k, detector in enumerate(self.detectors):
             vehicles = (status.detector_counts[k] - counts[k]) % 2**32
             occupied_s = ((status.detector_occupied_ds[k] - occupied[k]) % 2**16) / DS_PER_S
-            events.append(DetectorCounted(detector_id=detector.id, interval_s=interval_s,
-                                          volume=VolumeByClass(unclassified=min(vehicles, 100_000)),
-                                          occupancy=min(1.0, occupied_s / interval_s),
-                                          lane=f"{detector.movement}/{detector.lane}"))
-        return events
+            readings.append(DetectorReading(detector_id=detector.id, volume=VolumeByClass(unclassified=min(vehicles, 100_000)),
+                                            occupancy=min(1.0, occupied_s / interval_s),
+                                            lane=f"{detector.movement}/{detector.lane}"))
+        if not readings:
+            return []
+        return [DetectorsCounted(controller_id=self.site.id, interval_s=min(interval_s, 3600.0), readings=readings)]
 
     async def _emit(self, payload: Payload, at: datetime | None = None, causation_id: uuid.UUID | None = None) -> None:
         await self.sink.emit(payload, source=self.source, key=self.site.id, event_time=at or self.clock(),

@@ -24,7 +24,7 @@ from controllers.payloads import (
     CommandOutcome,
     ControllerFaulted,
     ControlMode,
-    DetectorCounted,
+    DetectorsCounted,
     FaultKind,
     ModeChangeCommand,
     ResetFaultCommand,
@@ -193,20 +193,21 @@ def test_a_lost_heartbeat_falls_back_to_the_local_plan_and_is_reported() -> None
 def test_detector_pulses_become_counts_and_occupancy_per_interval() -> None:
     async def scenario() -> None:
         async with controller(speed=1.0, count_interval_s=1.0) as (sim, _, sink):
-            first = await sink.wait_for(DetectorCounted, timeout_s=5)
-            assert first.volume.total_veh == 0
+            first = await sink.wait_for(DetectorsCounted, timeout_s=5)
+            assert [r.volume.total_veh for r in first.readings] == [0] * len(SITE.detector_list())
             start = len(sink.events)
             for _ in range(6):
                 sim.detector_pulse(0, occupied_s=0.1)
             sim.detector_pulse(3, occupied_s=0.4)
-            counted = await sink.wait_for(DetectorCounted, lambda d: d.volume.total_veh > 0, after=start)
-            batch = [e.payload for e in sink.events[start:] if isinstance(e.payload, DetectorCounted)][:len(SITE.detector_list())]
-            by_id = {d.detector_id: d for d in batch}
-            assert counted.detector_id == "K01-N_T-1"
+            counted = await sink.wait_for(DetectorsCounted, lambda d: sum(r.volume.total_veh for r in d.readings) > 0,
+                                          after=start)
+            assert counted.controller_id == "K01"
+            by_id = {r.detector_id: r for r in counted.readings}
+            assert [r.detector_id for r in counted.readings] == [d.id for d in SITE.detector_list()]  # register order
             assert by_id["K01-N_T-1"].volume.unclassified == 6 and by_id["K01-S_TR-1"].volume.unclassified == 1
             assert by_id["K01-N_T-1"].lane == "N_T/1"
-            assert abs(by_id["K01-N_T-1"].occupancy - 0.6 / by_id["K01-N_T-1"].interval_s) < 0.11
-            assert sum(d.volume.total_veh for d in batch) == 7
+            assert abs(by_id["K01-N_T-1"].occupancy - 0.6 / counted.interval_s) < 0.11
+            assert sum(r.volume.total_veh for r in counted.readings) == 7
 
     asyncio.run(scenario())
 
