@@ -34,6 +34,7 @@ class DecisionState(msgspec.Struct):
 
     latest: dict[str, TrafficMeasured] = {}
     issued: dict[str, IssuedTiming] = {}
+    commands: dict[str, int] = {}  # commands issued per intersection (their envelopes' sequence numbers)
     decisions: int = 0
 
 
@@ -70,6 +71,7 @@ class CorridorDecisions:
         if command is not None:
             timing = command.command if isinstance(command.command, TimingPlanCommand) else None
             self.state.issued[member.intersection_id] = IssuedTiming(now, command.command_id, timing)
+            self.state.commands[member.intersection_id] = self.state.commands.get(member.intersection_id, 0) + 1
         return command
 
     def snapshot(self) -> bytes:
