@@ -81,3 +81,49 @@ def test_summaries_of_a_corridor_become_coordinated_commands_with_provenance() -
                           snapshot=decide.snapshot())
     assert restored.position("lalin.state") == offsets["state"]
     assert restored.loops["jl-sunset-road"].state.commands == decide.loops["jl-sunset-road"].state.commands
+
+
+def _run_pipeline() -> tuple[list[Envelope], list[Envelope], list[Envelope], AdaptiveSaturation]:
+    """Inputs, summaries and commands of a 14-minute broker-less run of the corridor."""
+    fold = FoldTask(0, TOPOLOGY.layouts, "e")
+    strategy = AdaptiveSaturation()
+    decide = DecideTask(0, TOPOLOGY.corridors, strategy, TOPOLOGY.checksum(strategy.config), "e")
+    from controllers.envelope import decode_archived
+    inputs, summaries, commands = [], [], []
+    for k in range(14):
+        for site in sorted(TOPOLOGY.plans):
+            for value in controller_minute(site, k, per_lane=10 + 3 * k):
+                inputs.append(decode_archived(value))
+                for s in fold.handle("lalin.detector", len(inputs) - 1, site.encode(), value, NOW, lambda: NOW):
+                    summaries.append(s)
+                    commands += decide.handle("lalin.state", len(summaries) - 1, s.key.encode(), encode_event(s), NOW,
+                                              lambda: NOW)
+    return inputs, summaries, commands, strategy
+
+
+def test_replay_reproduces_every_summary_and_command_and_names_the_first_difference() -> None:
+    import msgspec
+
+    from controllers.payloads import DetectorsCounted
+    from controllers.replay import replay
+    inputs, summaries, commands, strategy = _run_pipeline()
+    assert commands, "the run must have issued commands for the replay to check"
+    checksum = TOPOLOGY.checksum(strategy.config)
+    report = replay([*inputs, *summaries, *commands], TOPOLOGY.layouts, TOPOLOGY.corridors, strategy, checksum)
+    assert report.ok, report.differences[:1]
+    assert report.summaries_checked == len(summaries) and report.commands_checked == len(commands)
+    # an altered input (one more vehicle on one lane) is found in the fold, at the summary that cites it
+    victim = next(i for i, e in enumerate(inputs) if isinstance(e.payload, DetectorsCounted) and e.key == "K03")
+    payload = inputs[victim].payload
+    assert isinstance(payload, DetectorsCounted)
+    first = payload.readings[0]
+    bumped = msgspec.structs.replace(first, volume=VolumeByClass(unclassified=first.volume.unclassified + 1))
+    altered = [*inputs[:victim], msgspec.structs.replace(inputs[victim], payload=msgspec.structs.replace(
+        payload, readings=[bumped, *payload.readings[1:]])), *inputs[victim + 1:]]
+    report = replay([*altered, *summaries, *commands], TOPOLOGY.layouts, TOPOLOGY.corridors, strategy, checksum)
+    assert not report.ok and report.differences[0].kind == "fold" and report.differences[0].key == "K03"
+    # another strategy configuration issues other commands: found in the decisions
+    from controllers.strategy import AdaptiveConfig
+    other = AdaptiveSaturation(AdaptiveConfig(target_saturation=0.7))
+    report = replay([*inputs, *summaries, *commands], TOPOLOGY.layouts, TOPOLOGY.corridors, other, checksum)
+    assert [d.kind for d in report.differences] == ["decision"]
