@@ -50,13 +50,20 @@ async def load_snapshot(conn: psycopg.AsyncConnection[Any], group_id: str, task:
 class RefusedRecord(Protocol):
     """A record a processor refused (see ``streams.fold_task.DeadLetter``)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    raw: bytes
-    reason: str
-    detail: str
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
 
 
 async def save_snapshot(conn: psycopg.AsyncConnection[Any], group_id: str, task: int, snapshot: TaskSnapshot,
