@@ -159,6 +159,14 @@ class ControllerSimulator:
         self._counts[index] = (self._counts[index] + 1) & 0xFFFF_FFFF
         self._occupied_ds[index] += occupied_s * 10.0
 
+    def detector_occupied(self, index: int, occupied_s: float) -> None:
+        """Detector ``index`` was occupied ``occupied_s`` more seconds without a new vehicle (one standing on it)."""
+        if not 0 <= index < len(self._counts):
+            raise IndexError(f"detector {index} outside 0..{len(self._counts) - 1}")
+        if occupied_s < 0:
+            raise ValueError(f"occupied time {occupied_s} s must be >= 0")
+        self._occupied_ds[index] += occupied_s * 10.0
+
     def set_fault(self, name: str, active: bool) -> None:
         """Raise or clear a hardware fault bit: ``lamp_failure``, ``detector_fault``, ``power_failure``,
         ``door_open`` or ``clock_invalid``."""

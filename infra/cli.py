@@ -107,15 +107,34 @@ def cli(verbose: bool) -> None:
 
 @cli.command()
 @data_dir_option
-@click.option("--duration", default=None, help="stop after this long (90s, 15m, 2h); default: until Ctrl-C")
-@click.option("--no-generator", is_flag=True, help="do not run the demo event generator")
+@click.option("--duration", default=None, help="stop after this long, wall time (90s, 15m, 2h); default: until Ctrl-C")
+@click.option("--speed", type=click.FloatRange(min=0.1, max=100), default=None,
+              help="simulated seconds per wall second (the closed loop; default 1)")
+@click.option("--start", "start_text", default=None, help="simulated start, ISO 8601 with zone [default: 06:00 WITA]")
+@click.option("--workers", type=click.IntRange(0, 8), default=None, help="stream worker processes (default 1)")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="the twin's random seed (default 42)")
+@click.option("--no-loop", is_flag=True, help="no twin, workers or decisions: devices and the demo generator only")
+@click.option("--no-generator", is_flag=True, help="do not run the demo event generator (without the loop)")
 @click.option("--invalid-fraction", type=click.FloatRange(0, 1), default=None,
               help="share of deliberately invalid demo records (shows dead-lettering)")
-def up(data_dir: Path | None, duration: str | None, no_generator: bool, invalid_fraction: float | None) -> None:
-    """Start the runtime (embedded broker and PostgreSQL unless configured otherwise)."""
+def up(data_dir: Path | None, duration: str | None, speed: float | None, start_text: str | None, workers: int | None,
+       seed: int | None, no_loop: bool, no_generator: bool, invalid_fraction: float | None) -> None:
+    """Start the runtime: embedded broker and PostgreSQL (unless configured otherwise), the field
+    devices, and the closed loop (SUMO twin, stream workers, decisions). A bounded run (--duration)
+    ends with a report against the fixed time-of-day plans."""
     from infra.runtime import Runtime
 
     settings = _settings(data_dir)
+    if no_loop:
+        settings.loop.enabled = False
+    if speed is not None:
+        settings.loop.speed = speed
+    if start_text is not None:
+        settings.loop.start = parse_time(start_text)
+    if workers is not None:
+        settings.loop.workers = workers
+    if seed is not None:
+        settings.loop.seed = seed
     if no_generator:
         settings.generator.enabled = False
     if invalid_fraction is not None:
@@ -125,6 +144,59 @@ def up(data_dir: Path | None, duration: str | None, no_generator: bool, invalid_
         asyncio.run(Runtime(settings).run(duration_s))
     except RuntimeConflict as err:
         click.echo(str(err))
+
+
+@cli.command()
+@data_dir_option
+def worker(data_dir: Path | None) -> None:
+    """Run one stream worker (fold and decisions; a member of the lalin-streams consumer group) beside a
+    running `lalin up`, or against LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL (docs/scaling.md)."""
+    from infra.stream_process import worker_main
+
+    settings = _settings(data_dir)
+    info = read_info(settings.runtime.data_dir)
+    settings.kafka.bootstrap = settings.kafka.bootstrap or (info["kafka"]["bootstrap"] if info else None)
+    settings.database.url = settings.database.url or (info["database"]["url"] if info else None)
+    worker_main(settings)
+
+
+@cli.command()
+@data_dir_option
+@database_option
+@click.option("--from", "from_text", required=True, help="start of the period checked (ISO 8601 with zone)")
+@click.option("--to", "to_text", required=True, help="end of the period (ISO 8601 with zone)")
+@click.option("--verify", is_flag=True, help="exit 1 at any difference, naming the first")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_text: str, verify: bool,
+           as_json: bool) -> None:
+    """Rebuild the traffic state from the archive and re-run the decisions; compare with what was recorded."""
+    from infra.replay import Progress, count_events, run_replay
+
+    settings = _settings(data_dir)
+    url = _database_url(settings, database_url)
+    since, until = parse_time(from_text), parse_time(to_text)
+    if until <= since:
+        raise click.BadParameter(f"--to {until.isoformat()} must be after --from {since.isoformat()}")
+    bar = None if as_json else Progress(count_events(url, until))
+    report, elapsed_s = run_replay(url, since, until, progress=bar)
+    if bar is not None:
+        bar.finish(report.events)
+    body = {"from": since.isoformat(), "to": until.isoformat(), "events": report.events,
+            "summaries_checked": report.summaries_checked, "commands_checked": report.commands_checked,
+            "differences": [d.__dict__ for d in report.differences], "seconds": round(elapsed_s, 3),
+            "events_per_s": round(report.events / elapsed_s) if elapsed_s > 0 else None}
+    lines = [f"replayed {report.events:,} events in {elapsed_s:.2f} s ({body['events_per_s'] or 0:,} events/s): "
+             f"{report.summaries_checked:,} traffic summaries and {report.commands_checked:,} commands re-computed"]
+    if report.differences:
+        first = report.differences[0]
+        lines.append(f"FIRST DIFFERENCE ({first.kind}) at {first.key} #{first.position}: {first.detail}")
+        lines.append(f"  recorded: {first.recorded[:400]}")
+        lines.append(f"  replayed: {first.replayed[:400]}")
+    else:
+        lines.append("no differences: every recorded summary and command is reproduced bit for bit")
+    _emit(body, as_json, "\n".join(lines))
+    if verify and report.differences:
+        raise SystemExit(1)
 
 
 @cli.command("archive")

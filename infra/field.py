@@ -1,10 +1,11 @@
 """The field devices of ``lalin up``: the fleet's controller simulators and the catalogued VMS
 board simulators, and lalin's drivers for them.
 
-Until the SUMO twin of the closed loop (issue 5) drives them, the controllers run their local
-time-of-day plans and their detectors see Poisson arrivals at the demo network's peak flows
-(split over the detectors of each site); the boards stay blank until the automatic VMS (issue 6)
-or an operator sends a message. The drivers publish what they read — signal states, board
+With the closed loop (``loop.enabled``) the SUMO twin drives the detectors and obeys the
+simulators' signals (:mod:`infra.twin_loop`); without it the detectors see Poisson arrivals at the
+demo network's peak flows (split over the detectors of each site). The controllers run at the
+runtime's clock speed. The boards stay blank until the automatic VMS (issue 6) or an operator
+sends a message. The drivers publish what they read — signal states, board
 displays, faults, connection changes, detector counts — through the event publisher, so the
 device layer's events reach the archive like any other. The boards' OPC UA is secured (the
 first ``lalin up`` creates the site PKI in ``<data dir>/pki``, as ``lalin pki init`` does, when
@@ -41,9 +42,11 @@ class FieldDevices:
     """Controller simulators on free loopback ports and one driver each, publishing events."""
 
     def __init__(self, publisher: EventPublisher, network: DemoNetwork, clock: Callable[[], datetime], data_dir: Path, *,
-                 count_interval_s: float = 60.0, boards: bool = True, fleet: Fleet | None = None, seed: int = 11) -> None:
+                 count_interval_s: float = 60.0, boards: bool = True, fleet: Fleet | None = None, seed: int = 11,
+                 speed: float = 1.0) -> None:
         self.publisher, self.network, self.clock, self.data_dir = publisher, network, clock, data_dir
-        self.count_interval_s, self.with_boards = count_interval_s, boards
+        self.count_interval_s, self.with_boards, self.speed = count_interval_s, boards, speed
+        self.sink = PublisherSink(publisher, clock)
         self.pki_created = False
         self.fleet = fleet or load_fleet()
         self.rng = random.Random(seed)  # noqa: S311 - demo arrivals, not security
@@ -54,10 +57,10 @@ class FieldDevices:
 
     async def start(self) -> None:
         """Start every simulator, then its driver (controllers, then boards)."""
-        sink = PublisherSink(self.publisher, self.clock)
+        sink = self.sink
         for site in self.fleet.controllers:
             plan = site.load_plan()
-            sim = ControllerSimulator(site, plan, start_at=self.clock())
+            sim = ControllerSimulator(site, plan, start_at=self.clock(), speed=self.speed)
             await sim.start()
             self.simulators.append(sim)
             driver = ControllerDriver(site, plan, sim.host, sim.port, sink, count_interval_s=self.count_interval_s,

@@ -10,6 +10,7 @@ summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -25,23 +26,35 @@ from aiokafka.errors import KafkaError
 from controllers.archive_plan import Limits, RawRecord
 from controllers.envelope import encode_event
 from controllers.errors import ConfigurationError, LalinError
-from controllers.payloads import BrokerRestartDetected
+from controllers.payloads import BrokerRestartDetected, CommandAcknowledged, CommandIssued, CommandOutcome
+from devices.twin.build import STEP_LENGTH_S
+from devices.twin.process import TwinProcess
+from devices.twin.reports import TripMetrics
 from infra import db
 from infra.archive_store import ArchiveWriter
 from infra.archiver import Archiver, ArchiverStats, utc_now
 from infra.broker_epoch import EpochWatch
 from infra.checkpoints import write_checkpoint
+from infra.commands import CommandExecutor
 from infra.embedded.broker import TansuBroker
 from infra.embedded.postgres import EmbeddedPostgres
 from infra.field import FieldDevices
 from infra.generator import DemoGenerator, load_demo_network
 from infra.kafka import start_producer
+from infra.loop_report import comparison, report_lines
 from infra.publisher import EventPublisher
 from infra.runfile import RunFile
 from infra.settings import Settings
+from infra.simclock import WITA, SimClock, morning_start
+from infra.stream_process import WorkerProcesses, worker_env
 from infra.topics import TopicCatalogue, load_catalogue
+from infra.twin_loop import TwinLoop, seconds_after_local_midnight
 
 log = logging.getLogger(__name__)
+
+
+def _hhmm(seconds: float) -> str:
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 RUNTIME_SOURCE = "lalin:runtime"
 BROKER_KEY = "broker"
 CHECKPOINT_INTERVAL_S = 60.0
@@ -50,14 +63,24 @@ CHECKPOINT_INTERVAL_S = 60.0
 class Runtime:
     """One ``lalin up``: owns the services, the clients and the background tasks."""
 
-    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Callable[[], datetime] = utc_now,
+    def __init__(self, settings: Settings, out: TextIO = sys.stdout, clock: Callable[[], datetime] | None = None,
                  *, worker: bool = False) -> None:
         """``worker=True`` is ``lalin archive``: an extra archiver on an existing broker and database
         (no data-directory ownership, no embedded services, no generator)."""
         if worker and not (settings.kafka.bootstrap and settings.database.url):
             raise ConfigurationError("an archiver worker needs a broker and a database: run `lalin up` first, "
                                      "or set LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL")
+        self.loop_on = settings.loop.enabled and not worker
+        self.simclock: SimClock | None = None
+        if self.loop_on and clock is None:
+            start = settings.loop.start or morning_start(datetime.now(WITA).date())
+            self.simclock = SimClock.starting(start, settings.loop.speed)
+        clock = clock or self.simclock or utc_now
         self.settings, self.out, self.clock, self.worker = settings, out, clock, worker
+        self.twin: TwinLoop | None = None
+        self.executor: CommandExecutor | None = None
+        self.workers: WorkerProcesses | None = None
+        self.report: dict[str, Any] | None = None
         self.data_dir = settings.runtime.data_dir
         self.catalogue: TopicCatalogue = load_catalogue()
         self.runfile = RunFile(self.data_dir)
@@ -81,6 +104,7 @@ class Runtime:
         self._archiver_stop = asyncio.Event()
         self._archiver_task: asyncio.Task[None] | None = None
         self._last_consumed = 0
+        self._bounded = False
 
     def say(self, line: str) -> None:
         """Print one line for the operator."""
@@ -274,6 +298,15 @@ class Runtime:
         if self.field is not None:
             generated += (f"controllers {self.field.connected()}/{len(self.field.drivers)} | "
                           f"boards {self.field.boards_connected()}/{len(self.field.board_drivers)} connected | ")
+        if self.twin is not None and self.executor is not None and self.workers is not None:
+            metrics = self.twin.stats.metrics
+            delay = f"trips {metrics.completed:,}, mean delay {metrics.mean_delay_s:.0f} s, " \
+                    f"stops {metrics.mean_stops:.2f}" if metrics is not None and metrics.completed else "trips 0"
+            generated += (f"sim {self.clock().astimezone(WITA):%H:%M} WITA (lag {self.twin.stats.lag_s:.0f} s) | {delay} | "
+                          f"workers {self.workers.alive()}/{self.workers.count} | commands {self.executor.received} "
+                          f"({', '.join(f'{k} {v}' for k, v in sorted(self.executor.outcomes.items())) or 'none yet'}) | ")
+            if self.twin.twin.pid is not None:
+                await self.twin.metrics()
         self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
                  f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
                  f"{stats.anomalies:,} | broker restarts {self.restarts_detected} | archiver restarts {self.archiver_failures}")
@@ -295,7 +328,8 @@ class Runtime:
         await self.publisher.resume_from_archive(self._conn, "opcua:%")
         self.field = FieldDevices(self.publisher, load_demo_network(), self.clock, self.data_dir,
                                   count_interval_s=self.settings.devices.count_interval_s,
-                                  boards=self.settings.devices.boards)
+                                  boards=self.settings.devices.boards,
+                                  speed=self.settings.loop.speed if self.loop_on else 1.0)
         try:
             await self.field.start()
             if self.field.pki_created:
@@ -304,12 +338,86 @@ class Runtime:
                      f"{', '.join(f'{s.site.id}:{s.port}' for s in self.field.simulators)}), "
                      f"{len(self.field.boards)} VMS boards (OPC UA SignAndEncrypt "
                      f"{', '.join(f'{b.spec.id}:{b.port}' for b in self.field.boards)}); lalin's drivers started")
-            await self.field.run(self._stop)
+            if self.loop_on:
+                await self._closed_loop(self.field)
+            else:
+                await self.field.run(self._stop)
         finally:
             await self.field.stop()
 
+    # --- the closed loop ---------------------------------------------------------------------
+    async def _closed_loop(self, field: FieldDevices) -> None:
+        """The twin drives the detectors and obeys the simulators; stream workers fold and decide; the
+        executor hands their commands to the drivers. After a bounded run: the comparison report."""
+        loop = self.settings.loop
+        begin_s = seconds_after_local_midnight(self.clock())
+        self.twin = TwinLoop(TwinProcess(seed=loop.seed, begin_s=begin_s, end_s=min(86_399.0, begin_s + 12 * 3600)),
+                             {sim.site.id: sim for sim in field.simulators}, field.sink, self.clock, step_s=STEP_LENGTH_S,
+                             camera_interval_s=loop.camera_interval_s)
+        sink = field.sink
+
+        async def expire(command: CommandIssued, detail: str) -> None:
+            ack = CommandAcknowledged(command_id=command.command_id, target=command.target,
+                                      outcome=CommandOutcome.TIMED_OUT, detail=detail[:500])
+            await sink.emit(ack, source=f"modbus:{command.target}", key=command.target, event_time=self.clock(),
+                            causation_id=command.command_id)
+
+        self.executor = CommandExecutor(self.settings, self.bootstrap, self.database_url, self.epoch,
+                                        {d.site.id: d for d in field.drivers}, self.clock, ttl_s=loop.command_ttl_s,
+                                        expire=expire)
+        self.workers = WorkerProcesses(loop.workers, worker_env(self.settings, self.bootstrap, self.database_url,
+                                                                self.simclock), self.data_dir / "logs")
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self.twin.start()
+            await self.executor.start()
+            self.workers.start()
+            start = self.clock().astimezone(WITA)
+            self.say(f"  loop      SUMO twin of Jl. Sunset Road from {start:%Y-%m-%d %H:%M} WITA at x{loop.speed:g} "
+                     f"(seed {loop.seed}); {loop.workers} stream worker(s) (pids {self.workers.pids()}); "
+                     f"strategy adaptive_saturation; commands executed through the Modbus drivers")
+            tasks = [asyncio.create_task(self.twin.run(self._stop), name="twin"),
+                     asyncio.create_task(self.executor.run(self._stop), name="executor"),
+                     asyncio.create_task(self._supervise_workers(), name="workers")]
+            await self._stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            live = await self.twin.metrics() if self.twin.twin.pid is not None else None
+            self.workers.stop()
+            await self.executor.stop()
+            await self.twin.stop()
+            if live is not None and self._bounded and loop.baseline:
+                await self._compare(begin_s, live)
+
+    async def _supervise_workers(self) -> None:
+        assert self.workers is not None
+        while not self._stop.is_set():
+            for k in self.workers.supervise():
+                self.say(f"ALARM stream worker {k} died; restarted (pid {self.workers.pids()}): it resumes from the "
+                         "snapshots and offsets in PostgreSQL")
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
+
+    async def _compare(self, begin_s: float, live: TripMetrics) -> None:
+        """Run the same demand under the fixed time-of-day plans and print (and keep) the comparison."""
+        from devices.twin.process import run_fixed_time_in_child
+
+        end_s = live.time_s
+        self.say(f"baseline: the same demand {_hhmm(begin_s)}-{_hhmm(end_s)} WITA under the fixed time-of-day plans ...")
+        date = (self.simclock.start if self.simclock else self.clock()).astimezone(WITA).date()
+        fixed = await run_fixed_time_in_child(seed=self.settings.loop.seed, begin_s=begin_s, end_s=end_s, date=date)
+        self.report = comparison(live, fixed, self.executor, begin_s, end_s)
+        for line in report_lines(self.report):
+            self.say(line)
+        (self.data_dir / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
+
     async def run(self, duration_s: float | None = None) -> None:
         """Run until SIGINT/SIGTERM or ``duration_s`` seconds; then stop everything."""
+        self._bounded = duration_s is not None
         await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -317,7 +425,7 @@ class Runtime:
         tasks = [asyncio.create_task(self._every(self.settings.kafka.broker_check_interval_s, self.check_epoch)),
                  asyncio.create_task(self._every(self.settings.runtime.summary_interval_s, self._summary)),
                  asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))]
-        if self.settings.generator.enabled and not self.worker:
+        if self.settings.generator.enabled and not self.worker and not self.loop_on:
             tasks.append(asyncio.create_task(self._generate()))
         if self.settings.devices.enabled and not self.worker:
             tasks.append(asyncio.create_task(self._field_devices()))

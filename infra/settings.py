@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controllers.envelope import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_FUTURE_S
@@ -64,6 +64,19 @@ class DeviceSettings(BaseModel):
     count_interval_s: float = Field(60.0, gt=0, le=3600, description="seconds of detector counts per DetectorCounted event")
 
 
+class LoopSettings(BaseModel):
+    """The closed loop of ``lalin up``: the SUMO twin of Jl. Sunset Road, the stream workers, the decisions."""
+
+    enabled: bool = Field(True, description="run the twin, the stream workers and the command executor")
+    speed: float = Field(1.0, gt=0, le=100, description="simulated seconds per wall second")
+    start: AwareDatetime | None = Field(None, description="simulated start; default 06:00 WITA today (next weekday)")
+    workers: int = Field(1, ge=0, le=8, description="stream worker processes (one consumer group)")
+    seed: int = Field(42, ge=0, description="the twin's random seed (demand and driver behaviour)")
+    camera_interval_s: float = Field(60.0, gt=0, le=3600, description="simulated seconds between camera reports")
+    command_ttl_s: float = Field(300.0, gt=0, description="simulated seconds after which an unsent command expires")
+    baseline: bool = Field(True, description="after a bounded run, the same demand under the fixed time-of-day plans")
+
+
 class RuntimeSettings(BaseModel):
     """Where the embedded runtime keeps its state."""
 
@@ -81,4 +94,5 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     generator: GeneratorSettings = GeneratorSettings()
     devices: DeviceSettings = DeviceSettings()
+    loop: LoopSettings = LoopSettings()
     runtime: RuntimeSettings = RuntimeSettings()

@@ -14,3 +14,15 @@ CREATE TABLE fold_snapshots (
     updated_at    timestamptz NOT NULL,
     PRIMARY KEY (group_id, task)
 );
+
+-- Commands handed to a device driver, at most once each (the executor's guard against a
+-- re-delivered lalin.command record after a restart); outcome null while under way.
+CREATE TABLE command_executions (
+    command_id    uuid PRIMARY KEY,
+    target        text        NOT NULL,
+    issued_at     timestamptz NOT NULL,        -- the command's event time (the decision instant)
+    received_at   timestamptz NOT NULL,
+    outcome       text,                        -- acknowledged, rejected, timed_out (null: under way)
+    detail        text        NOT NULL DEFAULT '',
+    finished_at   timestamptz
+);
