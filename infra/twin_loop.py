@@ -24,6 +24,7 @@ from controllers.payloads import CameraObserved, Incident, IncidentKind, VolumeB
 from devices.controller_sim import ControllerSimulator
 from devices.events import EventSink
 from devices.twin.process import TwinProcess
+from devices.twin.sumo_files import DEMAND_BEGIN_S
 from devices.twin.reports import TripMetrics
 from infra.simclock import WITA
 
@@ -66,7 +67,7 @@ class TwinLoop:
         """Start the twin's child process and learn its cameras."""
         await self.twin.start()
         self._cameras = sorted(await self.twin.cameras())
-        self._time_s = float(self.twin.world_options.get("begin_s", 0.0))
+        self._time_s = float(self.twin.world_options.get("begin_s", DEMAND_BEGIN_S))
         self._next_camera_s = self._time_s + self.camera_interval_s
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -130,7 +131,7 @@ class TwinLoop:
 
     def end_of_run(self) -> timedelta:
         """Simulated time covered so far."""
-        return timedelta(seconds=self._time_s - float(self.twin.world_options.get("begin_s", 0.0)))
+        return timedelta(seconds=self._time_s - float(self.twin.world_options.get("begin_s", DEMAND_BEGIN_S)))
 
 
 def _camera_site(camera_id: str) -> tuple[str, str]:
