@@ -132,8 +132,7 @@ def _check_decisions(report: ReplayReport, key: str, members: Sequence[CorridorM
     loop = CorridorDecisions(members, strategy, config_checksum)
     produced: dict[str, list[CommandIssued]] = {}
     for summary in inputs:
-        command = loop.on_measured(summary)
-        if command is not None:
+        for command in loop.on_measured(summary):
             produced.setdefault(command.target, []).append(command)
     for member in members:
         want = recorded.get(member.intersection_id, [])

@@ -21,7 +21,9 @@ bit (command ids are UUIDv5 of intersection, rule and instant).
    most saturated stage to the target degree of saturation at equisaturation splits; ``Y`` the
    sum of the stages' highest flow ratios ``q/S`` from the 5-min window, ``L`` the lost time).
    Intersections of a corridor run the largest of their needs (a common cycle), within every
-   plan's bounds and at most ``cycle_step_s`` from the running cycle per decision.
+   plan's bounds and at most ``cycle_step_s`` from the running cycle per decision; a need
+   within ``cycle_hysteresis_s`` of the running cycle leaves it (every cycle change costs the
+   controllers an offset transition).
 4. **Splits.** Equisaturation greens at that cycle (:func:`controllers.splits.split_cycle`),
    reached at most ``split_step_s`` per stage per decision: the target is blended with the
    running greens re-split at the new cycle (both within the stage bounds, so the blend is too).
@@ -103,7 +105,8 @@ class AdaptiveConfig(msgspec.Struct, frozen=True):
     target_saturation: float = 0.9
     cycle_step_s: float = 10.0
     split_step_s: float = 6.0
-    deadband_s: float = 1.0
+    deadband_s: float = 2.0  # a timing that moves no value by this much is not sent
+    cycle_hysteresis_s: float = 4.0  # the cycle changes only when the need differs by at least this much
     max_summary_age_s: float = 180.0  # corridor members' summaries older than this are not used
     min_window_s: float = 300.0  # no adaptive decision before the hopping window is this long (warm-up)
 
@@ -246,6 +249,8 @@ class AdaptiveSaturation:
             low, high = max(low, other_plan.cycle.min_s), min(high, other_plan.cycle.max_s)
         if low <= high:
             need = min(max(need, low), high)
+        if abs(need - running.cycle_s) < cfg.cycle_hysteresis_s:
+            return running.cycle_s  # small changes of need do not move the cycle (each move costs an offset transition)
         return min(max(need, running.cycle_s - cfg.cycle_step_s), running.cycle_s + cfg.cycle_step_s)
 
     def _splits(self, plan: Plan, ratios: Mapping[Id, float], running: Timing, cycle_s: float) -> Timing | None:

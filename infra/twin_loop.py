@@ -24,8 +24,8 @@ from controllers.payloads import CameraObserved, Incident, IncidentKind, VolumeB
 from devices.controller_sim import ControllerSimulator
 from devices.events import EventSink
 from devices.twin.process import TwinProcess
-from devices.twin.sumo_files import DEMAND_BEGIN_S
 from devices.twin.reports import TripMetrics
+from devices.twin.sumo_files import DEMAND_BEGIN_S
 from infra.simclock import WITA
 
 log = logging.getLogger(__name__)
