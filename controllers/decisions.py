@@ -101,7 +101,11 @@ class CorridorDecisions:
         self.state.decisions += 1
         if command is not None:
             timing = command.command if isinstance(command.command, TimingPlanCommand) else None
-            self.state.issued[member.intersection_id] = IssuedTiming(now, command.command_id, timing)
+            previous = self.state.issued.get(member.intersection_id)
+            same_cycle = (previous is not None and previous.timing is not None and timing is not None
+                          and previous.timing.cycle_s == timing.cycle_s)
+            since = previous.cycle_since if same_cycle and previous is not None else (now if timing is not None else None)
+            self.state.issued[member.intersection_id] = IssuedTiming(now, command.command_id, timing, since)
             self.state.commands[member.intersection_id] = self.state.commands.get(member.intersection_id, 0) + 1
         return command
 

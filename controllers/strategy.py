@@ -27,9 +27,11 @@ bit (command ids are UUIDv5 of intersection, rule and instant).
 4. **Splits.** Equisaturation greens at that cycle (:func:`controllers.splits.split_cycle`),
    reached at most ``split_step_s`` per stage per decision: the target is blended with the
    running greens re-split at the new cycle (both within the stage bounds, so the blend is too).
-5. **Offsets.** The corridor's offsets for the new timings (widest two-way green wave,
-   :func:`controllers.corridor.coordinate_offsets`); intersections without a fresh summary
-   count at their running timing.
+5. **Offsets.** Kept while the cycle stays. After a cycle change: the corridor's offsets for
+   the new timings (widest two-way green wave, :func:`controllers.corridor.coordinate_offsets`),
+   shifted as a whole so that the lowest-chainage member's next cycle starts where its running
+   cycle would end — offsets count from the epoch, so without the shift every cycle change
+   would throw every controller into an offset transition.
 6. **Safety.** The timing is rounded to whole seconds, checked by
    :func:`controllers.safety.validate` and dropped (never sent) if anything is wrong; the
    driver checks again before writing. A change smaller than ``deadband_s`` everywhere is not sent.
@@ -73,6 +75,7 @@ class IssuedTiming(msgspec.Struct, frozen=True):
     at: datetime
     command_id: uuid.UUID
     timing: TimingPlanCommand | None  # None: a mode change (release to the local plan)
+    cycle_since: datetime | None = None  # when lalin first commanded the cycle it commands now
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class AdaptiveConfig(msgspec.Struct, frozen=True):
     split_step_s: float = 6.0
     deadband_s: float = 2.0  # a timing that moves no value by this much is not sent
     cycle_hysteresis_s: float = 4.0  # the cycle changes only when the need differs by at least this much
+    cycle_hold_s: float = 300.0  # and at most once in this long (each change costs an offset transition)
     max_summary_age_s: float = 180.0  # corridor members' summaries older than this are not used
     min_window_s: float = 300.0  # no adaptive decision before the hopping window is this long (warm-up)
 
@@ -216,7 +220,7 @@ class AdaptiveSaturation:
         target = self._splits(plan, ratios, running, cycle)
         if target is None:
             return None
-        offsets = self._offsets(state, plan, target, now)
+        offsets = self._offsets(state, plan, target, running, now)
         timing = whole_seconds(plan, Timing(cycle_s=target.cycle_s, offset_s=offsets, stage_greens_s=target.stage_greens_s))
         if validate(plan, timing):
             return None  # never send what the safety kernel refuses (the driver would refuse it too)
@@ -251,6 +255,9 @@ class AdaptiveSaturation:
             need = min(max(need, low), high)
         if abs(need - running.cycle_s) < cfg.cycle_hysteresis_s:
             return running.cycle_s  # small changes of need do not move the cycle (each move costs an offset transition)
+        last = state.last_issued
+        if last is not None and last.cycle_since is not None and (now - last.cycle_since).total_seconds() < cfg.cycle_hold_s:
+            return running.cycle_s  # changed recently: hold it
         return min(max(need, running.cycle_s - cfg.cycle_step_s), running.cycle_s + cfg.cycle_step_s)
 
     def _splits(self, plan: Plan, ratios: Mapping[Id, float], running: Timing, cycle_s: float) -> Timing | None:
@@ -266,10 +273,16 @@ class AdaptiveSaturation:
                   for s in plan.sequence}
         return Timing(cycle_s=target.cycle_s, offset_s=0.0, stage_greens_s=greens)
 
-    def _offsets(self, state: DecisionContext, plan: Plan, target: Timing, now: datetime) -> float:
+    def _offsets(self, state: DecisionContext, plan: Plan, target: Timing, running: Timing, now: datetime) -> float:
+        """The offset (s) for the new timing: the running one while the cycle stays; after a cycle change the
+        corridor's offsets for the new timings, shifted as a whole so that the lowest-chainage member's next
+        cycle starts where its running cycle would end (no transition there, consistent ones elsewhere)."""
         if plan.coordination is None:
-            return 0.0
+            return running.offset_s % target.cycle_s
+        if abs(target.cycle_s - running.cycle_s) < 1e-6:
+            return running.offset_s
         members: list[tuple[Plan, Timing]] = [(plan, target)]
+        runs = {plan.id: running}
         for other_id, other in self._fresh(state, now).items():
             other_plan = state.plans[other_id]
             other_running = running_timing(other_plan, other)
@@ -280,13 +293,19 @@ class AdaptiveSaturation:
             if other_target is None or abs(other_target.cycle_s - target.cycle_s) > 1e-6:
                 continue
             members.append((other_plan, other_target))
-        if len(members) < 2:
-            return 0.0
-        try:
-            offsets, _, _ = coordinate_offsets(members, target.cycle_s)
-        except TimingInfeasible:
-            return 0.0
-        return offsets[plan.id]
+            runs[other_plan.id] = other_running
+        desired = {plan.id: 0.0}
+        if len(members) >= 2:
+            try:
+                desired, _, _ = coordinate_offsets(members, target.cycle_s)
+            except TimingInfeasible:
+                desired = {p.id: 0.0 for p, _ in members}
+        reference = min(members, key=lambda m: (m[0].coordination.chainage_m if m[0].coordination else 0.0, m[0].id))[0]
+        ref_run = runs[reference.id]
+        t = now.timestamp()
+        next_boundary = ref_run.offset_s + ref_run.cycle_s * math.ceil((t - ref_run.offset_s) / ref_run.cycle_s)
+        shift = next_boundary - desired[reference.id]
+        return (desired[plan.id] + shift) % target.cycle_s
 
     def _within_deadband(self, running: Timing, timing: Timing) -> bool:
         band = self.config.deadband_s
