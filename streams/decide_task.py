@@ -2,7 +2,7 @@
 
 Summaries are keyed by corridor, so a corridor's summaries arrive in one partition, in log
 order, at one worker: :class:`~controllers.decisions.CorridorDecisions` (pure) turns each into
-at most one command, which this task wraps for ``lalin.command`` (key: the intersection;
+the commands of each decision round, which this task wraps for ``lalin.command`` (key: the intersection;
 event id = the deterministic command id; event time = the decision instant). State and offset
 are snapshotted together like the fold's (:mod:`infra.fold_store`).
 """
@@ -73,10 +73,9 @@ class DecideTask:
             self.dead_letters.append(DeadLetter(topic, self.task, offset, key, value, "unknown_corridor",
                                                 f"no corridor {event.key!r} is configured for decisions"))
             return []
-        command = loop.on_measured(event.payload)
-        if command is None:
-            return []
-        return [self._envelope(loop, command, event.payload, clock())]
+        commands = loop.on_measured(event.payload)
+        at = loop.state.decided_until or event.payload.window.end
+        return [self._envelope(loop, command, at, clock()) for command in commands]
 
     def _loop_of(self, key: str) -> CorridorDecisions | None:
         loop = self.loops.get(key)
@@ -84,10 +83,10 @@ class DecideTask:
             loop = self.loops[key] = CorridorDecisions(self.corridors[key], self.strategy, self.config_checksum)
         return loop
 
-    def _envelope(self, loop: CorridorDecisions, command: CommandIssued, summary: TrafficMeasured,
+    def _envelope(self, loop: CorridorDecisions, command: CommandIssued, decided_at: datetime,
                   now: datetime) -> Envelope:
         self.emitted += 1
-        return make_event(command, event_id=command.command_id, event_time=summary.window.end, ingest_time=now,
+        return make_event(command, event_id=command.command_id, event_time=decided_at, ingest_time=now,
                           source=DECIDE_SOURCE, key=command.target, seq=loop.state.commands[command.target])
 
     def snapshot(self) -> TaskSnapshot:

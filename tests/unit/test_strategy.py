@@ -102,24 +102,24 @@ def test_no_command_when_unreachable_flashing_unreported_warming_up_or_too_soon(
                                     window_5min=TimeWindow(T0 - timedelta(minutes=2), T0))
     assert strategy.decide(context(young), PLANS["K01"], T0) is None
     fold = CorridorDecisions([CorridorMember("K01", PLANS["K01"], 1)], strategy, "ab" * 32)
-    assert fold.on_measured(summary("K01", heavy, greens, cycle, end=T0)) is not None
-    assert fold.on_measured(summary("K01", heavy, greens, cycle, end=T0 + timedelta(minutes=1))) is None  # < one cycle
-    assert fold.on_measured(summary("K01", heavy, greens, cycle, end=T0 + timedelta(minutes=3))) is not None
+    assert len(fold.on_measured(summary("K01", heavy, greens, cycle, end=T0))) == 1
+    assert fold.on_measured(summary("K01", heavy, greens, cycle, end=T0 + timedelta(minutes=1))) == []  # < one cycle
+    assert len(fold.on_measured(summary("K01", heavy, greens, cycle, end=T0 + timedelta(minutes=3)))) == 1
 
 
 def test_unknown_saturation_releases_the_controller_to_its_time_of_day_plan_once() -> None:
     greens, cycle = am_peak("K01")
     fold = CorridorDecisions([CorridorMember("K01", PLANS["K01"], 1)], AdaptiveSaturation(), "ab" * 32)
     blind = summary("K01", {"N_T": None}, greens, cycle, unhealthy=("K01-N_T-1", "K01-N_T-2"))
-    command = fold.on_measured(blind)
-    assert command is not None and command.command == ModeChangeCommand(mode=ControlMode.TIME_OF_DAY)
+    [command] = fold.on_measured(blind)
+    assert command.command == ModeChangeCommand(mode=ControlMode.TIME_OF_DAY)
     assert command.provenance.rule == "time_of_day_fallback" and "K01-N_T-1" in (command.provenance.reason or "")
     again = msgspec.structs.replace(blind, window=TimeWindow(T0, T0 + timedelta(minutes=1)),
                                     window_5min=TimeWindow(T0 - timedelta(minutes=4), T0 + timedelta(minutes=1)))
-    assert fold.on_measured(again) is None  # released already
+    assert fold.on_measured(again) == []  # released already
     local = summary("K01", {"N_T": 2600.0}, greens, cycle, mode=ControlMode.TIME_OF_DAY, end=T0 + timedelta(minutes=2))
-    resumed = fold.on_measured(local)
-    assert resumed is not None and isinstance(resumed.command, TimingPlanCommand)  # healthy again: adaptive resumes
+    [resumed] = fold.on_measured(local)
+    assert isinstance(resumed.command, TimingPlanCommand)  # healthy again: adaptive resumes
 
 
 def test_corridor_runs_a_common_cycle_and_coordinates_offsets() -> None:
@@ -190,3 +190,23 @@ def test_whole_seconds_keeps_a_timing_valid(site: str) -> None:
     timing = split_cycle(plan, cycle + 3.37, dict(zip(plan.sequence, greens, strict=True))).timing
     rounded = whole_seconds(plan, timing)
     assert validate(plan, rounded) == [] and all(g == int(g) for g in rounded.stage_greens_s.values())
+
+
+def test_a_corridor_round_decides_every_member_at_once_with_one_cycle() -> None:
+    members = [CorridorMember(site, PLANS[site], NUMBERS[site]) for site in sorted(PLANS)]
+    fold = CorridorDecisions(members, AdaptiveSaturation(), "ab" * 32)
+    issued = []
+    for k, site in enumerate(sorted(PLANS)):
+        greens, cycle = am_peak(site)
+        issued.append(fold.on_measured(summary(site, {"N_T": 2000.0, "N_TR": 2000.0, "S_TR": 1600.0}, greens, cycle)))
+        if k < len(PLANS) - 1:
+            assert issued[-1] == []  # the round waits for every member's summary of the window
+    commands = issued[-1]
+    assert sorted(c.target for c in commands) == sorted(PLANS)
+    assert len({c.provenance.input_event_ids[0] for c in commands}) == 5  # each cites its own summary first
+    # a member that stops reporting is not waited for once it is stale
+    later = T0 + timedelta(minutes=3)
+    for site in sorted(PLANS)[:-1]:
+        greens, cycle = am_peak(site)
+        fold.on_measured(summary(site, {"N_T": 2000.0}, greens, cycle, end=later))
+    assert fold.state.decided_until == later
