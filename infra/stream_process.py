@@ -57,7 +57,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, clock: Callable[[]
         while not stop.is_set():
             epoch = await watch.establish(producer, clock())
             worker = StreamWorker(settings, bootstrap, database_url, epoch, topology, clock,
-                                  settings.runtime.data_dir, name=name)
+                                  settings.runtime.data_dir, name=name,
+                                  on_assigned=lambda parts: say(f"{name}: assigned partitions {parts}"))
             await worker.start()
             say(f"{name}: joined lalin-streams in broker epoch {epoch[:12]}, partitions {sorted(worker.stats.partitions)}")
             try:

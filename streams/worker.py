@@ -79,12 +79,13 @@ class StreamWorker:
 
     def __init__(self, settings: Settings, bootstrap: str, database_url: str, epoch: str, topology: Topology,
                  clock: Callable[[], datetime], data_dir: Path, *, strategy: Strategy | None = None,
-                 snapshot_interval_s: float = 1.0, name: str | None = None) -> None:
+                 snapshot_interval_s: float = 1.0, name: str | None = None,
+                 on_assigned: Callable[[list[int]], None] | None = None) -> None:
         self.settings, self.bootstrap, self.database_url, self.epoch = settings, bootstrap, database_url, epoch
         self.topology, self.clock, self.data_dir = topology, clock, data_dir
         self.strategy = strategy if strategy is not None else AdaptiveSaturation()
         self.config_checksum = topology.checksum(getattr(self.strategy, "config", AdaptiveSaturation().config))
-        self.snapshot_interval_s = snapshot_interval_s
+        self.snapshot_interval_s, self.on_assigned = snapshot_interval_s, on_assigned
         self.name = name or f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.limits = Limits(settings.validation.max_event_bytes, settings.validation.max_future_s)
         self.stats = WorkerStats()
@@ -207,6 +208,8 @@ class StreamWorker:
                 consumer._read_offset[tp] = offset if offset > 0 else None  # Faust drops records below this
             self.stats.assignments += 1
             self.stats.partitions = set(parts)
+            if self.on_assigned is not None:
+                self.on_assigned(parts)
 
         consumer.perform_seek = perform_seek
 

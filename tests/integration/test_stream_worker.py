@@ -45,8 +45,8 @@ def wire(payload: Payload, at: datetime, key: str, seq: int) -> bytes:
                                    ingest_time=at, source=f"modbus:{key}", key=key, seq=seq))
 
 
-def corridor_records(minutes: range) -> list[tuple[str, str, bytes]]:
-    """(topic, key, value) of every controller of the corridor for the given minutes."""
+def corridor_records(minutes: range, start: datetime = T0) -> list[tuple[str, str, bytes]]:
+    """(topic, key, value) of every controller of the corridor for the given minutes after ``start``."""
     out = []
     for k in minutes:
         for site, plan in sorted(TOPOLOGY.plans.items()):
@@ -56,10 +56,10 @@ def corridor_records(minutes: range) -> list[tuple[str, str, bytes]]:
                 out.append(("lalin.controller", site, wire(SignalStateReported(
                     controller_id=site, mode=ControlMode.TIME_OF_DAY, plan_id=1, cycle_s=timing.cycle_s, stage=0,
                     stage_elapsed_s=0.0, group_states={"A": GroupState.GREEN}, offset_s=0.0,
-                    stage_greens_s=[timing.stage_greens_s[s] for s in plan.sequence]), T0, site, 1)))
+                    stage_greens_s=[timing.stage_greens_s[s] for s in plan.sequence]), start, site, 1)))
             readings = [DetectorReading(d.id, VolumeByClass(unclassified=12 + k), 0.3) for d in TOPOLOGY.layouts[site].detectors]
             out.append(("lalin.detector", site, wire(DetectorsCounted(controller_id=site, interval_s=60.0, readings=readings),
-                                                     T0 + timedelta(minutes=k + 1), site, k + 2)))
+                                                     start + timedelta(minutes=k + 1), site, k + 2)))
     return out
 
 
