@@ -282,7 +282,7 @@ def test_two_archivers_share_the_partitions_and_hand_over_cleanly(settings: Sett
         async def split() -> bool:
             return bool(first.consumer.assignment()) and bool(second.consumer.assignment())
         await wait_until(split, 30, "both members to own partitions")
-        assert len(first.consumer.assignment()) + len(second.consumer.assignment()) == 6 * 8
+        assert len(first.consumer.assignment()) + len(second.consumer.assignment()) == len(CATALOGUE.archived_topics) * 8
         await publish_valid(publisher, 500)
         async def both_busy() -> bool:
             return first.stats.archived >= 500
