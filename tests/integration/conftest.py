@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from infra import db
 from infra.embedded.broker import TansuBroker
 from infra.embedded.postgres import EmbeddedPostgres
-from infra.settings import DatabaseSettings, KafkaSettings, RuntimeSettings, Settings
+from infra.settings import DatabaseSettings, KafkaSettings, LoopSettings, RuntimeSettings, Settings
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,8 @@ def settings(broker: TansuBroker, database_url: str, tmp_path: Path) -> Settings
     """Settings pointing at this test's broker and database."""
     return Settings(kafka=KafkaSettings(bootstrap=broker.bootstrap, broker_check_interval_s=0.5),
                     database=DatabaseSettings(url=database_url),
-                    runtime=RuntimeSettings(data_dir=tmp_path / "lalin", summary_interval_s=1.0))
+                    runtime=RuntimeSettings(data_dir=tmp_path / "lalin", summary_interval_s=1.0),
+                    loop=LoopSettings(enabled=False))  # tests of the runtime's parts; the loop has its own
 
 
 @pytest.fixture(scope="session")
