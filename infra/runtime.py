@@ -258,6 +258,8 @@ class Runtime:
         alarm = BrokerRestartDetected(old_epoch=old_epoch, new_epoch=self.epoch, last_confirmed_at=self.epoch_confirmed_at,
                                       detected_at=detected_at, at_risk_from=at_risk_from)
         await self._archive_system_event(alarm, detected_at)
+        if self.executor is not None:
+            self.executor.epoch = self.epoch  # its offsets of the old log mean nothing in the new one
         await self._start_archiver()
         self.restarts_detected += 1
         if not self.worker:
