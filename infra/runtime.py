@@ -298,7 +298,9 @@ class Runtime:
         self._last_consumed = stats.consumed
         generated = f"generated {self.generator.sent} | " if self.generator else ""
         if self.field is not None:
-            generated += (f"controllers {self.field.connected()}/{len(self.field.drivers)} | "
+            alarms = sum(not d.connected.is_set() for d in self.field.drivers) + sum(
+                len(d.status.faults) for d in self.field.drivers if d.status is not None and d.connected.is_set())
+            generated += (f"alarms {alarms} | controllers {self.field.connected()}/{len(self.field.drivers)} | "
                           f"boards {self.field.boards_connected()}/{len(self.field.board_drivers)} connected | ")
         if self.twin is not None and self.executor is not None and self.workers is not None:
             metrics = self.twin.stats.metrics
@@ -353,9 +355,13 @@ class Runtime:
         executor hands their commands to the drivers. After a bounded run: the comparison report."""
         loop = self.settings.loop
         begin_s = seconds_after_local_midnight(self.clock())
+        incident = None
+        if loop.incident_at is not None:
+            hours, minutes = loop.incident_at.split(":")
+            incident = (int(hours) * 3600.0 + int(minutes) * 60.0, loop.incident_camera, loop.incident_duration_s)
         self.twin = TwinLoop(TwinProcess(seed=loop.seed, begin_s=begin_s, end_s=min(86_399.0, begin_s + 12 * 3600)),
                              {sim.site.id: sim for sim in field.simulators}, field.sink, self.clock, step_s=STEP_LENGTH_S,
-                             camera_interval_s=loop.camera_interval_s)
+                             camera_interval_s=loop.camera_interval_s, incident=incident, say=self.say)
         sink = field.sink
 
         async def expire(command: CommandIssued, detail: str) -> None:
@@ -411,7 +417,9 @@ class Runtime:
         end_s = live.time_s
         self.say(f"baseline: the same demand {_hhmm(begin_s)}-{_hhmm(end_s)} WITA under the fixed time-of-day plans ...")
         date = (self.simclock.start if self.simclock else self.clock()).astimezone(WITA).date()
-        fixed = await run_fixed_time_in_child(seed=self.settings.loop.seed, begin_s=begin_s, end_s=end_s, date=date)
+        incident = self.twin.incident if self.twin is not None and self.twin.stalled is not None else None
+        fixed = await run_fixed_time_in_child(seed=self.settings.loop.seed, begin_s=begin_s, end_s=end_s, date=date,
+                                              incident=incident)
         self.report = comparison(live, fixed, self.executor, begin_s, end_s)
         for line in report_lines(self.report):
             self.say(line)

@@ -75,6 +75,10 @@ class LoopSettings(BaseModel):
     camera_interval_s: float = Field(60.0, gt=0, le=3600, description="simulated seconds between camera reports")
     command_ttl_s: float = Field(300.0, gt=0, description="simulated seconds after which an unsent command expires")
     baseline: bool = Field(True, description="after a bounded run, the same demand under the fixed time-of-day plans")
+    incident_at: str | None = Field("06:40", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                    description="local time (WITA) a vehicle stalls in the twin (a camera incident); null: none")
+    incident_camera: str = Field("CAM-K03-S", description="the approach (camera) where it stalls")
+    incident_duration_s: float = Field(600.0, gt=0, le=7200, description="simulated seconds it stays")
 
 
 class RuntimeSettings(BaseModel):

@@ -53,9 +53,13 @@ class TwinLoop:
 
     def __init__(self, twin: TwinProcess, simulators: Mapping[str, ControllerSimulator], sink: EventSink,
                  clock: Callable[[], datetime], *, step_s: float, camera_interval_s: float = 60.0,
-                 tick_s: float = 0.05) -> None:
+                 tick_s: float = 0.05, incident: tuple[float, str, float] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        """``incident``: (seconds after local midnight, camera id, duration s) of a vehicle stalling in the twin."""
         self.twin, self.simulators, self.sink, self.clock = twin, simulators, sink, clock
         self.step_s, self.camera_interval_s, self.tick_s = step_s, camera_interval_s, tick_s
+        self.incident, self.say = incident, say
+        self.stalled: str | None = None
         self.stats = TwinStats()
         self._index = {d.id: (site_id, k) for site_id, sim in simulators.items()
                        for k, d in enumerate(sim.site.detector_list())}
@@ -100,6 +104,11 @@ class TwinLoop:
                     self.stats.pulses += len(seen.entries)
                 elif seen.occupied_s > 0:
                     sim.detector_occupied(where[1], seen.occupied_s)
+            if self.incident is not None and self.stalled is None and self._time_s >= self.incident[0]:
+                self.stalled = await self.twin.stall_vehicle(self.incident[1], self.incident[2])  # None: no vehicle yet
+                if self.stalled is not None and self.say is not None:
+                    self.say(f"INCIDENT (simulated) vehicle {self.stalled} stalls on {self.incident[1]} for "
+                             f"{self.incident[2]:.0f} s: the camera reports it")
             if self._time_s >= self._next_camera_s:
                 await self._cameras_report()
                 self._next_camera_s += self.camera_interval_s

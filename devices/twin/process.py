@@ -42,9 +42,11 @@ CLOSE_TIMEOUT_S = 10.0
 
 def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float = DEMAND_END_S,
                    step_s: float = STEP_LENGTH_S, data_dir: Path = DATA_DIR, date: datetime.date = DEFAULT_DATE,
-                   lateral_resolution_m: float = LATERAL_RESOLUTION_M) -> TripMetrics:
+                   lateral_resolution_m: float = LATERAL_RESOLUTION_M,
+                   incident: tuple[float, str, float] | None = None) -> TripMetrics:
     """The demand from ``begin_s`` to ``end_s`` (s after local midnight) of ``date`` under each junction's own
     time-of-day plan, run by lalin's controller firmware (see :mod:`devices.twin.fixed_time`): the trip metrics.
+    ``incident`` (s after local midnight, camera, duration s): a vehicle stalls, as in the run compared with.
 
     Blocking, and it runs libsumo in this process: call it in a child process (a ``spawn``
     ``ProcessPoolExecutor``, or :func:`run_fixed_time_in_child`) beside an event loop or another world."""
@@ -54,7 +56,10 @@ def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float
     with SumoWorld(data_dir=data_dir, seed=seed, step_s=step_s, begin_s=begin_s, end_s=end_s,
                    lateral_resolution_m=lateral_resolution_m) as world:
         corridor = FixedTimeCorridor({cid: plans[cid] for cid in world.controllers()}, date, world.time_of_day_s)
+        stalled: str | None = None
         while world.time_s < end_s - 1e-9:
+            if incident is not None and stalled is None and world.time_s >= incident[0]:
+                stalled = world.stall_vehicle(incident[1], incident[2])  # the same incident as the compared run
             world.step(corridor.aspects())
             corridor.advance(step_s)
         return world.metrics()
