@@ -14,14 +14,13 @@ from datetime import datetime
 
 import msgspec
 
-from controllers.archive_plan import Limits
+from controllers.archive_plan import DeadLetter, Limits
 from controllers.decisions import CorridorDecisions, CorridorMember, DecisionState
 from controllers.envelope import Envelope, decode_event, make_event
 from controllers.errors import InvalidEvent
 from controllers.payloads import CommandIssued, TrafficMeasured
 from controllers.strategy import Strategy
 from infra.fold_store import TaskSnapshot
-from streams.fold_task import DeadLetter
 
 DECIDE_SOURCE = "lalin:decide"
 COMMAND_TOPIC = "lalin.command"

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
 
-from controllers.archive_plan import Limits
+from controllers.archive_plan import DeadLetter, Limits
 from controllers.envelope import Envelope, decode_event, make_event
 from controllers.errors import InvalidEvent
 from controllers.payloads import TrafficMeasured
@@ -40,19 +39,6 @@ def corridor_key(layout: IntersectionLayout) -> str:
     if layout.corridor is None:
         return layout.intersection_id
     return re.sub(r"[^a-z0-9]+", "-", layout.corridor.lower()).strip("-")[:64] or layout.intersection_id
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record the fold refused: where it was, why, and its bytes (stored with the next snapshot)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    raw: bytes
-    reason: str
-    detail: str
 
 
 class _TaskState(msgspec.Struct):
