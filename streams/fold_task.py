@@ -31,6 +31,9 @@ from infra.fold_store import TaskSnapshot
 
 FOLD_SOURCE_PREFIX = "lalin:fold:"
 STATE_TOPIC = "lalin.state"
+#: The event types the fold takes (the input topics also carry VMS board reports, which it leaves alone).
+FOLDED_TYPES = frozenset({"DetectorCounted", "DetectorsCounted", "CameraObserved", "SignalStateReported",
+                          "ControllerFaulted", "CommandAcknowledged"})
 _DETECTOR_ID = re.compile(rb'"detector_id"\s*:\s*"([A-Za-z0-9_.:\-/@]{1,64})"')
 
 
@@ -83,6 +86,8 @@ class FoldTask:
         except InvalidEvent as err:
             self._refuse_raw(ref, key, value, err.reason)  # the archiver dead-letters the same record
             return []
+        if event.type not in FOLDED_TYPES:
+            return []  # another consumer's event on a shared topic (a VMS board's report): archived, not folded
         fold = self._fold_of(event.key)
         if fold is None:
             self.dead_letters.append(DeadLetter(topic, self.task, offset, key, value, "unknown_intersection",
