@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/archive.py
 	$(BIN)/python bench/timing.py
 	$(BIN)/python bench/devices.py
+	$(BIN)/python -P bench/loop.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so .lalin

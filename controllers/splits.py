@@ -43,8 +43,24 @@ class Split(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+#: Stage bounds by plan object (plans are frozen): the decision loop asks for the same plans' bounds
+#: every round. Keyed by identity and holding the plan, so an id is never reused for another plan.
+_BOUNDS_MEMO: dict[int, tuple[Plan, dict[Id, tuple[float, float]]]] = {}
+
+
 def stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
     """(minimum, maximum) green of each stage of the sequence (s); see the module docstring."""
+    held = _BOUNDS_MEMO.get(id(plan))
+    if held is not None and held[0] is plan:
+        return dict(held[1])
+    bounds = _stage_bounds_s(plan)
+    if len(_BOUNDS_MEMO) >= 1024:
+        _BOUNDS_MEMO.clear()
+    _BOUNDS_MEMO[id(plan)] = (plan, bounds)
+    return dict(bounds)
+
+
+def _stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
     seq = plan.sequence
     bounds = {s: (0.0, math.inf) for s in seq}
     for group in plan.signal_groups:

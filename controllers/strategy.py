@@ -113,6 +113,7 @@ class AdaptiveConfig(msgspec.Struct, frozen=True):
     cycle_hold_s: float = 300.0  # and at most once in this long (each change costs an offset transition)
     max_summary_age_s: float = 180.0  # corridor members' summaries older than this are not used
     min_window_s: float = 300.0  # no adaptive decision before the hopping window is this long (warm-up)
+    offset_step_s: float = 2.0  # grid of the corridor offset search (s): 2 s is finer than a platoon's spread
 
 
 def command_id(intersection_id: str, rule: str, now: datetime) -> uuid.UUID:
@@ -194,6 +195,7 @@ class AdaptiveSaturation:
 
     def __init__(self, config: AdaptiveConfig | None = None) -> None:
         self.config = config if config is not None else AdaptiveConfig()
+        self._offset_memo: dict[tuple[float, tuple[tuple[str, str, tuple[tuple[str, float], ...]], ...]], dict[Id, float]] = {}
 
     def decide(self, state: DecisionContext, plan: Plan, now: datetime) -> CommandIssued | None:
         """The next command for ``state.intersection_id`` at ``now``, or None (see the module docstring)."""
@@ -296,16 +298,31 @@ class AdaptiveSaturation:
             runs[other_plan.id] = other_running
         desired = {plan.id: 0.0}
         if len(members) >= 2:
-            try:
-                desired, _, _ = coordinate_offsets(members, target.cycle_s)
-            except TimingInfeasible:
-                desired = {p.id: 0.0 for p, _ in members}
+            desired = self._coordinated(members, target.cycle_s)
         reference = min(members, key=lambda m: (m[0].coordination.chainage_m if m[0].coordination else 0.0, m[0].id))[0]
         ref_run = runs[reference.id]
         t = now.timestamp()
         next_boundary = ref_run.offset_s + ref_run.cycle_s * math.ceil((t - ref_run.offset_s) / ref_run.cycle_s)
         shift = next_boundary - desired[reference.id]
         return (desired[plan.id] + shift) % target.cycle_s
+
+    def _coordinated(self, members: list[tuple[Plan, Timing]], cycle_s: float) -> dict[Id, float]:
+        """The corridor's offsets for these timings (s, by plan id), computed once per distinct question.
+
+        Every member of a round asks the same question (the same timings at the same cycle); the
+        bandwidth search costs tens of milliseconds, so answers are remembered (a pure memo: the
+        same question always has the same answer)."""
+        key = (cycle_s, tuple(sorted((p.id, p.checksum(), tuple(sorted(t.stage_greens_s.items()))) for p, t in members)))
+        found = self._offset_memo.get(key)
+        if found is None:
+            try:
+                found, _, _ = coordinate_offsets(members, cycle_s, self.config.offset_step_s)
+            except TimingInfeasible:
+                found = {p.id: 0.0 for p, _ in members}
+            if len(self._offset_memo) >= 256:
+                self._offset_memo.clear()
+            self._offset_memo[key] = found
+        return found
 
     def _within_deadband(self, running: Timing, timing: Timing) -> bool:
         band = self.config.deadband_s

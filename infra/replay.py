@@ -25,16 +25,14 @@ from streams.topology import load_topology
 
 def _events(conn: psycopg.Connection[Any], until: datetime,
             batch: int = 20_000) -> Iterator[tuple[Envelope, tuple[int, int, int, int]]]:
+    ranks = {epoch: rank for rank, (epoch,) in enumerate(
+        conn.execute("SELECT epoch FROM broker_epochs ORDER BY first_seen_at").fetchall(), start=1)}
     with conn.cursor(name="replay") as cur:
         cur.itersize = batch
-        cur.execute(
-            """SELECT e.body, coalesce(r.rank, 0), e.kafka_partition, e.kafka_offset, e.position
-               FROM events e LEFT JOIN (SELECT epoch, rank() OVER (ORDER BY first_seen_at) AS rank FROM broker_epochs) r
-                 ON r.epoch = e.broker_epoch
-               WHERE e.event_time < %s""", (until,))
-        for body, rank, partition, offset, position in cur:
-            yield decode_archived(body.encode() if isinstance(body, str) else body), (int(rank), int(partition),
-                                                                                       int(offset), int(position))
+        cur.execute("SELECT body, broker_epoch, kafka_partition, kafka_offset, position FROM events WHERE event_time < %s",
+                    (until,))
+        for body, epoch, partition, offset, position in cur:
+            yield decode_archived(body.encode()), (ranks.get(epoch, 0), partition, offset, position)
 
 
 class Progress:
@@ -64,7 +62,7 @@ class Progress:
 
 
 def run_replay(database_url: str, since: datetime, until: datetime, *,
-               progress: Callable[[int], None] | None = None) -> tuple[ReplayReport, float]:
+               progress: Callable[[int], None] | None = None, decisions: bool = True) -> tuple[ReplayReport, float]:
     """Replay the archive up to ``until`` and compare from ``since``; returns the report and the wall seconds taken."""
     topology = load_topology()
     strategy = AdaptiveSaturation()
@@ -74,7 +72,8 @@ def run_replay(database_url: str, since: datetime, until: datetime, *,
         rows = list(_events(conn, until))
     order = {id(e): key for e, key in rows}
     in_order = sorted((e for e, _ in rows), key=lambda e: order[id(e)] if e.type == "TrafficMeasured" else (0, 0, 0, 0))
-    report = replay(in_order, topology.layouts, topology.corridors, strategy, checksum, progress=progress)
+    report = replay(in_order, topology.layouts, topology.corridors if decisions else {}, strategy, checksum,
+                    progress=progress)
     report.differences = [d for d in report.differences if _at_or_after(d, rows, since)]
     return report, time.perf_counter() - started
 
