@@ -31,9 +31,10 @@ Measures
 
 Detector health (from the retained minute windows; one status per detector, worst first)
     ``bad_data`` a reading was refused within ``bad_data_windows``; ``no_reports`` nothing
-    received for ``no_report_windows``; ``stuck_on`` occupancy ≥ ``stuck_occupancy`` in each of
-    the last ``stuck_windows``; ``chatter`` more than ``chatter_veh_per_min`` vehicles per
-    minute, or counts with an implausibly short occupied time per vehicle; ``no_counts`` zero
+    received for ``no_report_windows``; ``stuck_on`` occupancy ≥ ``stuck_occupancy`` and at most
+    ``stuck_max_veh`` vehicles in each of the last ``stuck_windows`` (a queue standing on a
+    stop-line loop in congestion still counts vehicles crossing at green); ``chatter`` more than
+    ``chatter_veh_per_min`` vehicles per minute, or counts with an implausibly short occupied time per vehicle; ``no_counts`` zero
     vehicles over ``silent_windows`` while the rest of the intersection counted at least
     ``silent_neighbour_veh``. A faulted detector returns to ``ok`` only after
     ``recover_windows`` consecutive clean windows (no flapping).
@@ -98,6 +99,7 @@ class HealthConfig(msgspec.Struct, frozen=True):
     no_report_windows: int = 2
     stuck_occupancy: float = 0.95
     stuck_windows: int = 3
+    stuck_max_veh: int = 1  # at most this many vehicles per window while "occupied" (congestion still counts)
     chatter_veh_per_min: float = 90.0
     chatter_min_occupied_s_per_veh: float = 0.05
     chatter_min_veh: int = 30
@@ -549,8 +551,10 @@ class IntersectionFold:
             return DetectorHealth.NO_REPORTS
         if seen >= cfg.stuck_windows:
             last = [self._window_acc(detector_id, k) for k in range(w - cfg.stuck_windows + 1, w + 1)]
+            # occupied all the time and (almost) nothing counted: a queue standing on a stop-line loop in congestion
+            # keeps counting as vehicles cross at green, a loop stuck on does not
             if all(acc is not None and acc[_COVER_S] > 0 and acc[_OCC_S] / acc[_COVER_S] >= cfg.stuck_occupancy
-                   for acc in last):
+                   and acc[_MOTO] + acc[_CAR] + acc[_HEAVY] + acc[_UNCL] <= cfg.stuck_max_veh for acc in last):
                 return DetectorHealth.STUCK_ON
         now = self._window_acc(detector_id, w)
         if now is not None and now[_COVER_S] > 0:

@@ -294,3 +294,11 @@ def test_every_counted_vehicle_is_in_exactly_one_window_or_late(spec: list[tuple
     still_open = sum(acc[1] for w, window in fold.state.windows.items() if open_w is None or w >= open_w
                      for d, acc in window.det.items() if d == "K01-W_A-1")
     assert measured + late_veh + still_open == sent
+
+
+def test_a_loop_occupied_by_a_standing_queue_that_still_counts_is_not_stuck() -> None:
+    """Congestion: a stop-line loop is occupied almost all the time, but vehicles keep crossing at green."""
+    lay, ev = layout(), Events()
+    fold = IntersectionFold(lay)
+    summaries = run(fold, [ev(counts(lay, 12, occupancy=0.98), T0 + timedelta(minutes=k + 1)) for k in range(8)])
+    assert all(s.detectors_unhealthy == [] for s in summaries)
