@@ -119,12 +119,6 @@ class WorkerProcesses:
         """Process ids of the running workers."""
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
-    def kill(self, k: int, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to worker ``k`` (fault tests: a crash is SIGKILL)."""
-        proc = self.procs[k]
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-
     def supervise(self) -> list[int]:
         """Restart dead workers; returns the indices restarted."""
         restarted = []

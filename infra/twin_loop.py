@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from controllers.payloads import CameraObserved, Incident, IncidentKind, VolumeByClass
 from devices.controller_sim import ControllerSimulator
@@ -137,10 +137,6 @@ class TwinLoop:
     async def stop(self) -> None:
         """End the twin's child process."""
         await self.twin.close()
-
-    def end_of_run(self) -> timedelta:
-        """Simulated time covered so far."""
-        return timedelta(seconds=self._time_s - float(self.twin.world_options.get("begin_s", DEMAND_BEGIN_S)))
 
 
 def _camera_site(camera_id: str) -> tuple[str, str]:
