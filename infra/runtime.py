@@ -393,7 +393,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             live = await self.twin.metrics() if self.twin.twin.pid is not None else None
-            self.workers.stop()
+            await asyncio.to_thread(self.workers.stop)  # SIGTERM, then each writes its final snapshot
             await self.executor.stop()
             await self.twin.stop()
             if live is not None and self._bounded and loop.baseline:
