@@ -68,11 +68,15 @@ class EpochWatch:
         """Close the marker consumer."""
         await self.consumer.stop()
 
-    async def establish(self, producer: AIOKafkaProducer, now: datetime) -> str:
-        """Return the broker's epoch, provisioning topics and writing a marker if it has none."""
+    async def establish(self, producer: AIOKafkaProducer, now: datetime, *, after_restart: bool = False) -> str:
+        """Return the broker's epoch, provisioning topics and writing a marker if it has none.
+
+        ``after_restart``: the broker lost its log; topics that producers had auto-created on it
+        with too few partitions are recreated (see ``provision_topics``).
+        """
         marker = await read_marker(self.consumer, timeout_ms=300)
         if marker is None:
-            await provision_topics(self.settings, self.bootstrap, self.catalogue)
+            await provision_topics(self.settings, self.bootstrap, self.catalogue, recreate_short=after_restart)
             mine = EpochMarker(epoch=uuid.uuid4().hex, created_at=now.astimezone(UTC), created_by=self.owner)
             await producer.send_and_wait(META_TOPIC, msgspec.json.encode(mine), partition=0)
             for _ in range(20):  # read back: if two writers raced, the record at offset 0 wins

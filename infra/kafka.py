@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 
 from controllers.errors import ConfigurationError
 from infra.settings import KafkaSettings
-from infra.topics import TopicCatalogue
+from infra.topics import TopicCatalogue, TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -73,37 +73,62 @@ def make_consumer(settings: KafkaSettings, bootstrap: str, group_id: str | None)
     )
 
 
-async def provision_topics(settings: KafkaSettings, bootstrap: str, catalogue: TopicCatalogue) -> list[str]:
+async def provision_topics(settings: KafkaSettings, bootstrap: str, catalogue: TopicCatalogue, *,
+                           recreate_short: bool = False, attempts: int = 3) -> list[str]:
     """Create the catalogue's missing topics; returns the names created. Idempotent.
 
     An existing topic with fewer partitions than declared is reported (ConfigurationError):
-    it would break the co-partitioning by intersection.
+    it would break the co-partitioning by intersection. With ``recreate_short`` (only when
+    re-provisioning a broker that lost its log) such a topic is deleted and created again,
+    up to ``attempts`` times: a producer that sent to the empty broker before lalin noticed
+    has it auto-created with the broker's default partition count (Tansu: 4). The records in it
+    were acknowledged after the restart, inside the at-risk window the restart alarm reports;
+    the per-stream sequence checks name them as gaps.
     """
     admin = AIOKafkaAdminClient(**_common(settings, bootstrap))
     await admin.start()
     try:
-        wanted = [NewTopic(t.name, t.partitions, t.replication_factor,
-                           topic_configs={"retention.ms": str(t.retention_ms), "cleanup.policy": t.cleanup_policy})
-                  for t in catalogue.topics]
-        response = await admin.create_topics(wanted)
-        created, errors = [], []
-        for name, code, message in (error[:3] for error in response.topic_errors):
-            if code == 0:
-                created.append(name)
-            elif code != _TOPIC_ALREADY_EXISTS:
-                errors.append(f"{name}: error {code} {message}")
-        if errors:
-            raise ConfigurationError(f"cannot create topics on {bootstrap}: {'; '.join(errors)}")
-        await _check_partitions(admin, catalogue)
+        created = await _create_missing(admin, bootstrap, catalogue.topics)
+        for attempt in range(1, attempts + 1):
+            short = await _short_topics(admin, catalogue)
+            if not short:
+                return created
+            if not recreate_short or attempt == attempts:
+                name, actual = short[0]
+                raise ConfigurationError(f"topic {name} has {actual} partitions, "
+                                         f"the catalogue declares {catalogue.spec(name).partitions}")
+            names = [name for name, _ in short]
+            log.warning("re-provisioning %s: %s were auto-created with too few partitions; recreating them",
+                        bootstrap, ", ".join(names))
+            await admin.delete_topics(names)
+            created += await _create_missing(admin, bootstrap, [catalogue.spec(name) for name in names])
         return created
     finally:
         await admin.close()
 
 
-async def _check_partitions(admin: AIOKafkaAdminClient, catalogue: TopicCatalogue) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    wanted = [NewTopic(t.name, t.partitions, t.replication_factor,
+                       topic_configs={"retention.ms": str(t.retention_ms), "cleanup.policy": t.cleanup_policy})
+              for t in specs]
+    response = await admin.create_topics(wanted)
+    created, errors = [], []
+    for name, code, message in (error[:3] for error in response.topic_errors):
+        if code == 0:
+            created.append(name)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            errors.append(f"{name}: error {code} {message}")
+    if errors:
+        raise ConfigurationError(f"cannot create topics on {bootstrap}: {'; '.join(errors)}")
+    return created
+
+
+async def _short_topics(admin: AIOKafkaAdminClient, catalogue: TopicCatalogue) -> list[tuple[str, int]]:
+    """The catalogue topics that exist with fewer partitions than declared: (name, actual partitions)."""
     described = await admin.describe_topics([t.name for t in catalogue.topics])
+    short = []
     for topic in described:
-        declared = catalogue.spec(topic["topic"]).partitions
         actual = len(topic["partitions"])
-        if actual < declared:
-            raise ConfigurationError(f"topic {topic['topic']} has {actual} partitions, the catalogue declares {declared}")
+        if actual < catalogue.spec(topic["topic"]).partitions:
+            short.append((topic["topic"], actual))
+    return short

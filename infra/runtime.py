@@ -252,7 +252,7 @@ class Runtime:
         last_commit = self.archive_stats.last_commit_at
         at_risk_from = min(t for t in (self.epoch_confirmed_at, last_commit) if t is not None)
         await self._stop_archiver()
-        self.epoch = await self.watch.establish(self.publisher.producer, detected_at)
+        self.epoch = await self.watch.establish(self.publisher.producer, detected_at, after_restart=True)
         await self._conn.execute("UPDATE broker_epochs SET ended_at = %s WHERE epoch = %s", (detected_at, old_epoch))
         await self._record_epoch_seen()
         alarm = BrokerRestartDetected(old_epoch=old_epoch, new_epoch=self.epoch, last_confirmed_at=self.epoch_confirmed_at,
@@ -285,11 +285,16 @@ class Runtime:
 
     # --- background tasks ---------------------------------------------------------------
     async def _every(self, interval_s: float, action: Callable[[], Any]) -> None:
+        """Run ``action`` every ``interval_s`` seconds until stopped; a failure raises an alarm and is retried."""
         while not self._stop.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
             except TimeoutError:
-                await action()
+                try:
+                    await action()
+                except (LalinError, psycopg.Error, KafkaError, OSError) as err:
+                    self.say(f"ALARM {getattr(action, '__name__', 'task').lstrip('_')} failed "
+                             f"({type(err).__name__}: {err}); retrying in {interval_s:g} s")
 
     async def _summary(self) -> None:
         stats = self.archive_stats

@@ -54,8 +54,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, clock: Callable[[]
     watch = EpochWatch(settings.kafka, bootstrap, load_catalogue(), owner=f"lalin-worker:{uuid.uuid4().hex[:8]}")
     await watch.start()
     try:
+        rejoining = False
         while not stop.is_set():
-            epoch = await watch.establish(producer, clock())
+            epoch = await watch.establish(producer, clock(), after_restart=rejoining)
+            rejoining = True
             worker = StreamWorker(settings, bootstrap, database_url, epoch, topology, clock,
                                   settings.runtime.data_dir, name=name,
                                   on_assigned=lambda parts: say(f"{name}: assigned partitions {parts}"))

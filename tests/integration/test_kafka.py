@@ -33,3 +33,21 @@ def test_an_existing_topic_with_too_few_partitions_is_reported(settings: Setting
 
     with pytest.raises(ConfigurationError, match="lalin.detector has 2 partitions, the catalogue declares 8"):
         asyncio.run(scenario())
+
+
+def test_re_provisioning_after_a_restart_recreates_topics_auto_created_too_narrow(settings: Settings) -> None:
+    """After the broker lost its log, a producer may auto-create a topic with the broker's default partitions first."""
+    catalogue = load_catalogue()
+
+    async def scenario() -> list[int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic("lalin.detector", 2, 1)])
+            await provision_topics(settings.kafka, settings.kafka.bootstrap, catalogue, recreate_short=True)
+            described = await admin.describe_topics(["lalin.detector"])
+            return [len(topic["partitions"]) for topic in described]
+        finally:
+            await admin.close()
+
+    assert asyncio.run(scenario()) == [catalogue.spec("lalin.detector").partitions]
