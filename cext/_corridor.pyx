@@ -49,22 +49,33 @@ cdef inline double _wrap(double value, double cycle) noexcept nogil:
 
 cdef double _band(int n, double cycle, const double* phi, const double* start, const double* length,
                   const double* travel) noexcept nogil:
-    cdef double best = 0.0, t, band, a, d, left
+    cdef double arc[MAX_INTERSECTIONS]
+    cdef double best = 0.0, t, band, d, left
     cdef int j, k
+    for k in range(n):  # each arc's start once; the twin computes the same values
+        arc[k] = _wrap(phi[k] + start[k] - travel[k], cycle)
     for j in range(n):
-        t = _wrap(phi[j] + start[j] - travel[j], cycle)
+        t = arc[j]
         band = cycle
         for k in range(n):
             if length[k] >= cycle:
                 continue
-            a = _wrap(phi[k] + start[k] - travel[k], cycle)
-            d = _wrap(t - a, cycle)
+            d = _unwrap_difference(t - arc[k], cycle)
             left = length[k] - d if d < length[k] else 0.0
             if left < band:
                 band = left
         if band > best:
             best = band
     return best
+
+
+cdef inline double _unwrap_difference(double d, double cycle) noexcept nogil:
+    # ``_wrap`` of the difference of two wrapped values (|d| <= cycle), without fmod: the same value
+    if d < 0.0:
+        return d + cycle
+    if d >= cycle:
+        return d - cycle
+    return d
 
 
 cdef inline bint _better(double a_out, double a_in, double b_out, double b_in) noexcept nogil:

@@ -83,19 +83,28 @@ def _wrap(value: float, cycle: float) -> float:
 def _band(n: int, cycle: float, phi: Sequence[float], start: Sequence[float], length: Sequence[float],
           travel: Sequence[float], base: int) -> float:
     """Longest common sub-arc (s) of the arcs ``[phi + start - travel, + length)`` modulo the cycle."""
+    arc = [_wrap(phi[k] + start[base + k] - travel[base + k], cycle) for k in range(n)]
     best = 0.0
     for j in range(n):
-        t = _wrap(phi[j] + start[base + j] - travel[base + j], cycle)
+        t = arc[j]
         band = cycle
         for k in range(n):
             if length[base + k] >= cycle:
                 continue
-            a = _wrap(phi[k] + start[base + k] - travel[base + k], cycle)
-            d = _wrap(t - a, cycle)
+            d = _unwrap_difference(t - arc[k], cycle)
             left = length[base + k] - d if d < length[base + k] else 0.0
             band = min(band, left)
         best = max(best, band)
     return best
+
+
+def _unwrap_difference(d: float, cycle: float) -> float:
+    """``_wrap`` of the difference of two wrapped values (``|d| <= cycle``) without fmod: the same value."""
+    if d < 0.0:
+        return d + cycle
+    if d >= cycle:
+        return d - cycle
+    return d
 
 
 def _score(n: int, cycle: float, phi: Sequence[float], start_out: Sequence[float], length_out: Sequence[float],
