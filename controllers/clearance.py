@@ -19,6 +19,7 @@ there and a conflicting group gaining it, and at least the amber of every losing
 from __future__ import annotations
 
 from controllers.plan import Id, Plan, SignalGroup
+from controllers.plan_memo import per_plan
 
 GRAVITY_MPS2 = 9.81
 
@@ -48,6 +49,7 @@ def intergreen_s(plan: Plan, losing: Id, gaining: Id) -> float | None:
     return plan.intergreens_s.get(losing, {}).get(gaining)
 
 
+@per_plan
 def interstage_s(plan: Plan, from_stage: Id, to_stage: Id) -> float:
     """Seconds between the end of ``from_stage``'s green and the start of ``to_stage``'s (declared intergreens).
 
@@ -73,6 +75,7 @@ def interstage_s(plan: Plan, from_stage: Id, to_stage: Id) -> float:
     return longest
 
 
+@per_plan
 def lost_time_s(plan: Plan) -> float:
     """Sum of the interstages over one cycle of the sequence (s): the L of Webster's formula."""
     seq = plan.sequence

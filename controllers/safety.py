@@ -23,6 +23,7 @@ import msgspec
 
 from controllers.clearance import amber_required_s, clearance_required_s, intergreen_s, interstage_s
 from controllers.plan import DEFAULT, FLASH, Id, Plan, Timing
+from controllers.plan_memo import per_plan
 
 #: Timings are compared to their limits with this tolerance (seconds): float sums, not rounding.
 TOLERANCE_S = 1e-6
@@ -209,13 +210,14 @@ def _timing(plan: Plan, timing: Timing) -> list[Violation]:
     return out
 
 
-def intergreen_paths(plan: Plan) -> list[tuple[Id, Id, float, list[int], float]]:
+@per_plan
+def intergreen_paths(plan: Plan) -> tuple[tuple[Id, Id, float, tuple[int, ...], float], ...]:
     """Every place a group's green ends and a conflicting group's next green starts more than one
     stage later: (losing, gaining, required intergreen s, indices of the stages in between,
     interstage seconds along the way). The greens of the stages in between must make up the rest."""
     seq, n = plan.sequence, len(plan.sequence)
     greens = {s.id: set(s.green) for s in plan.stages}
-    out = []
+    out: list[tuple[Id, Id, float, tuple[int, ...], float]] = []
     for a, b in plan.conflicts:
         for losing, gaining in ((a, b), (b, a)):
             group = plan.group(losing)
@@ -234,8 +236,8 @@ def intergreen_paths(plan: Plan) -> list[tuple[Id, Id, float, list[int], float]]
                     inter += interstage_s(plan, seq[m], seq[(m + 1) % n])
                     m = (m + 1) % n
                 if between and gaining in greens[seq[m]]:
-                    out.append((losing, gaining, required, between, inter))
-    return out
+                    out.append((losing, gaining, required, tuple(between), inter))
+    return tuple(out)
 
 
 def _intergreens_across_stages(plan: Plan, timing: Timing) -> list[Violation]:

@@ -31,6 +31,7 @@ from cext import timing as timing_kernel
 from controllers.clearance import interstage_s, lost_time_s
 from controllers.errors import TimingInfeasible
 from controllers.plan import Id, Plan, Timing
+from controllers.plan_memo import per_plan
 from controllers.safety import cycle_of_s, intergreen_paths
 
 
@@ -45,21 +46,12 @@ class Split(msgspec.Struct, frozen=True):
 
 #: Stage bounds by plan object (plans are frozen): the decision loop asks for the same plans' bounds
 #: every round. Keyed by identity and holding the plan, so an id is never reused for another plan.
-_BOUNDS_MEMO: dict[int, tuple[Plan, dict[Id, tuple[float, float]]]] = {}
-
-
 def stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
     """(minimum, maximum) green of each stage of the sequence (s); see the module docstring."""
-    held = _BOUNDS_MEMO.get(id(plan))
-    if held is not None and held[0] is plan:
-        return dict(held[1])
-    bounds = _stage_bounds_s(plan)
-    if len(_BOUNDS_MEMO) >= 1024:
-        _BOUNDS_MEMO.clear()
-    _BOUNDS_MEMO[id(plan)] = (plan, bounds)
-    return dict(bounds)
+    return dict(_stage_bounds_s(plan))
 
 
+@per_plan
 def _stage_bounds_s(plan: Plan) -> dict[Id, tuple[float, float]]:
     seq = plan.sequence
     bounds = {s: (0.0, math.inf) for s in seq}
