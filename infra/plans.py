@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from controllers.errors import ConfigurationError
 from controllers.plan import Plan
+from infra.yaml_data import parse_yaml
 
 PLANS_DIR = Path(__file__).parent / "catalogue" / "plans"
 
@@ -16,7 +17,7 @@ PLANS_DIR = Path(__file__).parent / "catalogue" / "plans"
 def load_plan(path: Path) -> Plan:
     """The plan in ``path``; ConfigurationError naming the file and the fields when it is invalid."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise ConfigurationError(f"plan {path}: {err}") from err
     try:
