@@ -21,6 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import msgspec
 
@@ -44,6 +45,7 @@ class Difference:
     recorded: str
     replayed: str
     detail: str = ""
+    at: datetime | None = None  # the recorded event's time (fold differences), for ``--from``
 
 
 @dataclass
@@ -70,11 +72,21 @@ def replay(events: Iterable[Envelope], layouts: Mapping[str, IntersectionLayout]
            corridors: Mapping[str, Sequence[CorridorMember]], strategy: Strategy, config_checksum: str, *,
            fold_config: FoldConfig | None = None, progress: Callable[[int], None] | None = None) -> ReplayReport:
     """Re-run fold and decisions over ``events`` (archive order) and compare (see the module docstring)."""
+    everything = list(events)
+    folds = check_folds(everything, layouts, fold_config=fold_config, progress=progress)
+    decisions = check_decisions(everything, corridors, strategy, config_checksum, count=False)
+    return merge_reports([folds, decisions])
+
+
+def check_folds(events: Iterable[Envelope], layouts: Mapping[str, IntersectionLayout], *,
+                fold_config: FoldConfig | None = None, progress: Callable[[int], None] | None = None) -> ReplayReport:
+    """Check 1 for the intersections of ``layouts``: ``events`` holds their inputs and summaries, in any order.
+
+    Intersections are independent, so a replay can split them between processes (``lalin replay --jobs``).
+    """
     report = ReplayReport()
     by_id: dict[uuid.UUID, Envelope] = {}
     summaries: dict[str, list[Envelope]] = {}
-    corridor_input: dict[str, list[TrafficMeasured]] = {}
-    recorded_commands: dict[str, list[CommandIssued]] = {}
     for event in events:
         report.events += 1
         if progress is not None and report.events % 10_000 == 0:
@@ -82,21 +94,47 @@ def replay(events: Iterable[Envelope], layouts: Mapping[str, IntersectionLayout]
         payload = event.payload
         if isinstance(payload, TrafficMeasured) and event.source.startswith(FOLD_SOURCE_PREFIX):
             summaries.setdefault(payload.intersection_id, []).append(event)
-            corridor_input.setdefault(event.key, []).append(payload)
-        elif isinstance(payload, CommandIssued) and event.source == DECIDE_SOURCE:
-            recorded_commands.setdefault(payload.target, []).append(payload)
-        else:
+        elif not (isinstance(payload, CommandIssued) and event.source == DECIDE_SOURCE):
             by_id[event.event_id] = event
     config = fold_config if fold_config is not None else FoldConfig()
     for intersection, recorded in sorted(summaries.items()):
         layout = layouts.get(intersection)
         if layout is not None:
             _check_fold(report, layout, config, sorted(recorded, key=lambda e: e.seq), by_id)
+    return report
+
+
+def check_decisions(events: Iterable[Envelope], corridors: Mapping[str, Sequence[CorridorMember]], strategy: Strategy,
+                    config_checksum: str, *, count: bool = True) -> ReplayReport:
+    """Check 2: ``events`` holds the recorded summaries in the order the decision loop read them (archive order)
+    and the recorded commands; other events are ignored (counted unless ``count`` is false)."""
+    report = ReplayReport()
+    corridor_input: dict[str, list[TrafficMeasured]] = {}
+    recorded_commands: dict[str, list[CommandIssued]] = {}
+    for event in events:
+        report.events += count
+        payload = event.payload
+        if isinstance(payload, TrafficMeasured) and event.source.startswith(FOLD_SOURCE_PREFIX):
+            corridor_input.setdefault(event.key, []).append(payload)
+        elif isinstance(payload, CommandIssued) and event.source == DECIDE_SOURCE:
+            recorded_commands.setdefault(payload.target, []).append(payload)
     for key, inputs in sorted(corridor_input.items()):
         members = corridors.get(key)
         if members is not None:
             _check_decisions(report, key, members, strategy, config_checksum, inputs, recorded_commands)
     return report
+
+
+def merge_reports(reports: Iterable[ReplayReport]) -> ReplayReport:
+    """One report of several partial ones (fold checks of disjoint intersections, the decision check)."""
+    merged = ReplayReport()
+    for part in reports:
+        merged.events += part.events
+        merged.summaries_checked += part.summaries_checked
+        merged.commands_checked += part.commands_checked
+        merged.missing_inputs += part.missing_inputs
+        merged.differences += part.differences
+    return merged
 
 
 def _check_fold(report: ReplayReport, layout: IntersectionLayout, config: FoldConfig, recorded: list[Envelope],
@@ -115,14 +153,16 @@ def _check_fold(report: ReplayReport, layout: IntersectionLayout, config: FoldCo
                 report.missing_inputs += len(summary.input_event_ids) - len(inputs)
                 report.differences.append(Difference(
                     "fold", layout.intersection_id, envelope.seq, _json(summary), "",
-                    f"{len(summary.input_event_ids) - len(inputs)} cited input(s) are not in the replayed range or archive"))
+                    f"{len(summary.input_event_ids) - len(inputs)} cited input(s) are not in the replayed range or archive",
+                    envelope.event_time))
                 return
             produced += fold.apply_batch(inputs, summary.rejected_inputs)
             replayed = produced[k] if k < len(produced) else None
         report.summaries_checked += 1
         if _json(replayed) != _json(summary):
             report.differences.append(Difference("fold", layout.intersection_id, envelope.seq, _json(summary),
-                                                 _json(replayed), f"summary of the window from {summary.window.start}"))
+                                                 _json(replayed), f"summary of the window from {summary.window.start}",
+                                                 envelope.event_time))
             return
 
 

@@ -167,8 +167,10 @@ def worker(data_dir: Path | None) -> None:
 @click.option("--to", "to_text", required=True, help="end of the period (ISO 8601 with zone)")
 @click.option("--verify", is_flag=True, help="exit 1 at any difference, naming the first")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="fold-check processes, each a share of the intersections (default: the machine's cores)")
 def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_text: str, verify: bool,
-           as_json: bool) -> None:
+           as_json: bool, jobs: int | None) -> None:
     """Rebuild the traffic state from the archive and re-run the decisions; compare with what was recorded."""
     from infra.replay import Progress, count_events, run_replay
 
@@ -178,7 +180,7 @@ def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_t
     if until <= since:
         raise click.BadParameter(f"--to {until.isoformat()} must be after --from {since.isoformat()}")
     bar = None if as_json else Progress(count_events(url, until))
-    report, elapsed_s = run_replay(url, since, until, progress=bar)
+    report, elapsed_s = run_replay(url, since, until, progress=bar, jobs=jobs)
     if bar is not None:
         bar.finish(report.events)
     body = {"from": since.isoformat(), "to": until.isoformat(), "events": report.events,

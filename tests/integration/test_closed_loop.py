@@ -40,11 +40,28 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
     assert kinds.get("TrafficMeasured", 0) > 0, kinds
     assert kinds.get("CommandIssued", 0) > 0, kinds  # adaptive decisions were taken ...
     assert all(n <= 1 for _, n in outcomes) and sum(n for _, n in outcomes) > 0  # ... and each ended at most once
+    checked = []
+    for jobs in ("2", "1"):  # the fold check split between two processes, and all in one
+        replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",
+                                 "--to", "2100-01-01T00:00:00+00:00", "--verify", "--json", "--jobs", jobs],
+                                capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        body = json.loads(replay.stdout)
+        assert body["differences"] == []
+        assert body["summaries_checked"] == kinds["TrafficMeasured"]
+        assert body["commands_checked"] == kinds["CommandIssued"]
+        checked.append((body["events"], body["summaries_checked"], body["commands_checked"]))
+    assert checked[0] == checked[1]
+    # An archived count altered afterwards: the (parallel) replay names the summary that no longer follows.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # past the append-only trigger, as a tamperer would
+        altered = conn.execute(
+            """UPDATE events SET body = regexp_replace(body, '"unclassified":([0-9]+)', '"unclassified":9\\1')
+               WHERE event_id = (SELECT event_id FROM events WHERE type = 'DetectorsCounted' AND body LIKE '%"unclassified":1%'
+                                 ORDER BY event_time LIMIT 1) RETURNING key""").fetchall()
+    assert len(altered) == 1
     replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",
-                             "--to", "2100-01-01T00:00:00+00:00", "--verify", "--json"],
+                             "--to", "2100-01-01T00:00:00+00:00", "--verify", "--jobs", "2"],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    body = json.loads(replay.stdout)
-    assert body["differences"] == []
-    assert body["summaries_checked"] == kinds["TrafficMeasured"]
-    assert body["commands_checked"] == kinds["CommandIssued"]
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    assert f"FIRST DIFFERENCE (fold) at {altered[0][0]} #" in replay.stdout, replay.stdout

@@ -98,3 +98,17 @@ def test_refused_records_are_dead_lettered_or_listed_and_mark_the_detector_bad()
                                                           ("e/lalin.detector/0/2", None)]
     assert any(d.detector_id == "K01-E_A-1" and d.health == "bad_data" for s in summaries for d in s.detectors_unhealthy)
     assert task.position("lalin.detector") == 6  # every record, refused or not, is behind the stored offset
+
+
+def test_the_replay_splits_intersections_into_disjoint_groups_balanced_by_detectors() -> None:
+    from infra.replay import split_intersections
+    from streams.topology import load_topology
+
+    layouts = dict(load_topology().layouts)
+    for jobs in (1, 2, 3, len(layouts), len(layouts) + 4):
+        groups = split_intersections(layouts, jobs)
+        flat = [i for g in groups for i in g]
+        assert sorted(flat) == sorted(layouts) and len(flat) == len(set(flat))
+        assert len(groups) == min(jobs, len(layouts))
+        weights = [sum(len(layouts[i].detectors) for i in g) for g in groups]
+        assert max(weights) - min(weights) <= max(len(v.detectors) for v in layouts.values())
