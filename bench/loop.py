@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
@@ -310,9 +311,13 @@ def replay_rate(database_url: str, hours: float) -> dict[str, float]:
         bodies = conn.execute("SELECT body FROM events").fetchall()
         decoded = [decode_archived(b.encode()) for (b,) in bodies]
     raw = len(decoded) / (time.perf_counter() - t0)
-    folds, fold_elapsed = run_replay(database_url, start - timedelta(days=1), now + timedelta(days=1), decisions=False)
-    report, elapsed = run_replay(database_url, start - timedelta(days=1), now + timedelta(days=1))
+    readings = sum(len(d.payload.readings) for d in decoded if isinstance(d.payload, DetectorsCounted))
+    since, until = start - timedelta(days=1), now + timedelta(days=1)
+    folds, fold_elapsed = run_replay(database_url, since, until, decisions=False)
+    single, single_elapsed = run_replay(database_url, since, until, jobs=1)
+    report, elapsed = run_replay(database_url, since, until)
     return {"events": report.events, "replay_events_s": report.events / elapsed, "raw_read_decode_s": raw,
+            "readings": readings, "replay_readings_s": readings / elapsed, "one_job_events_s": single.events / single_elapsed,
             "fold_only_events_s": folds.events / fold_elapsed,
             "summaries": report.summaries_checked, "commands": report.commands_checked,
             "differences": len(report.differences)}
@@ -350,12 +355,17 @@ async def main(intersections: int, seconds: int, samples: int, replay_hours: flo
         replay_url = pg.url.rsplit("/", 1)[0] + "/bench_replay"
         db.migrate(replay_url)
         r = replay_rate(replay_url, replay_hours)
-        print(f"replay: {r['events']:,} archived events ({replay_hours:g} h of the corridor at 1-s counts): "
-              f"{r['replay_events_s']:,.0f} events/s re-folded and re-decided "
-              f"({r['summaries']:,} summaries, {r['commands']:,} commands, {r['differences']} differences); "
-              f"baseline read + decode {r['raw_read_decode_s']:,.0f} events/s = "
-              f"{r['replay_events_s'] / r['raw_read_decode_s']:.2f} x; re-folding only (no decisions) "
-              f"{r['fold_only_events_s']:,.0f} events/s = {r['fold_only_events_s'] / r['raw_read_decode_s']:.2f} x")
+        jobs = os.cpu_count() or 1
+        print(f"replay: {r['events']:,} archived events = {r['readings']:,} lane readings ({replay_hours:g} h of the "
+              f"corridor, one DetectorsCounted per controller per second carrying all its lanes), "
+              f"{r['summaries']:,} summaries, {r['commands']:,} commands, {r['differences']} differences")
+        print(f"  baseline: read + decode in one process  {r['raw_read_decode_s']:>10,.0f} events/s")
+        print(f"  re-fold + re-decide, {jobs} fold jobs      {r['replay_events_s']:>10,.0f} events/s = "
+              f"{r['replay_events_s'] / r['raw_read_decode_s']:.2f} x  ({r['replay_readings_s']:,.0f} lane readings/s)")
+        print(f"  re-fold + re-decide, 1 job            {r['one_job_events_s']:>10,.0f} events/s = "
+              f"{r['one_job_events_s'] / r['raw_read_decode_s']:.2f} x")
+        print(f"  re-fold only, {jobs} fold jobs            {r['fold_only_events_s']:>10,.0f} events/s = "
+              f"{r['fold_only_events_s'] / r['raw_read_decode_s']:.2f} x")
     finally:
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
