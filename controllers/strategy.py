@@ -20,6 +20,9 @@ bit (command ids are UUIDv5 of intersection, rule and instant).
 3. **Cycle.** Each intersection needs ``C = L / (1 - Y / x_target)`` (the cycle that brings the
    most saturated stage to the target degree of saturation at equisaturation splits; ``Y`` the
    sum of the stages' highest flow ratios ``q/S`` from the 5-min window, ``L`` the lost time).
+   ``q`` is the served flow plus the movement's *overflow queue* (the approach camera's queue
+   beyond one red time's arrivals) cleared within ``queue_horizon_s``: under saturation the
+   loops count capacity, not demand, and only the queue shows what is left waiting.
    Intersections of a corridor run the largest of their needs (a common cycle), within every
    plan's bounds and at most ``cycle_step_s`` from the running cycle per decision; a need
    within ``cycle_hysteresis_s`` of the running cycle leaves it (every cycle change costs the
@@ -114,6 +117,8 @@ class AdaptiveConfig(msgspec.Struct, frozen=True):
     max_summary_age_s: float = 180.0  # corridor members' summaries older than this are not used
     min_window_s: float = 300.0  # no adaptive decision before the hopping window is this long (warm-up)
     offset_step_s: float = 2.0  # grid of the corridor offset search (s): 2 s is finer than a platoon's spread
+    queue_horizon_s: float = 300.0  # overflow queues (camera) count as demand cleared within this long; 0: ignore
+    jam_spacing_m: float = 7.0  # metres per PCU per lane in a standing queue (camera queue length -> PCU)
 
 
 def command_id(intersection_id: str, rule: str, now: datetime) -> uuid.UUID:
@@ -130,9 +135,20 @@ def config_checksum(plans: Mapping[str, Plan], strategy_config: msgspec.Struct) 
     return digest.hexdigest()
 
 
-def flow_ratio_sum(plan: Plan, measured: TrafficMeasured) -> dict[Id, float] | None:
-    """Each stage's highest flow ratio ``q / S`` (5-min PCU flow over saturation flow), or None when one is unknown."""
+def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float = 0.0,
+                   jam_spacing_m: float = 7.0) -> dict[Id, float] | None:
+    """Each stage's highest flow ratio ``q / S`` (5-min PCU flow over saturation flow), or None when one is unknown.
+
+    With ``queue_horizon_s`` > 0 the demand of a movement is its served flow plus its *overflow
+    queue* cleared within that horizon: stop-line loops count what crossed, which under
+    saturation is capacity, not demand. The approach camera's longest queue (m) over
+    ``jam_spacing_m`` (m per PCU per lane in a standing queue) gives the PCU queued in each of
+    the movement's lanes; what one red time of the running timing accumulates at the served
+    flow is a normal cyclic queue and is not counted.
+    """
     by_movement = {m.movement: m for m in measured.movements}
+    queues = {a.approach: a.queue_length_m for a in measured.approaches if a.queue_length_m is not None}
+    running = running_timing(plan, measured) if queue_horizon_s > 0 and queues else None
     ratios: dict[Id, float] = {}
     for stage_id in plan.sequence:
         stage = plan.stage(stage_id)
@@ -144,9 +160,25 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured) -> dict[Id, float] | N
             m = by_movement.get(movement.id)
             if m is None or m.flow_pcu_h is None:
                 return None
-            best = max(best, m.flow_pcu_h / movement.saturation_pcu_h())
+            demand_pcu_h = m.flow_pcu_h
+            queue_m = queues.get(movement.approach)
+            if running is not None and queue_m is not None:
+                demand_pcu_h += _overflow_pcu_h(plan, movement.signal_group, movement.lanes, m.flow_pcu_h, queue_m,
+                                                running, queue_horizon_s, jam_spacing_m)
+            best = max(best, demand_pcu_h / movement.saturation_pcu_h())
         ratios[stage_id] = best
     return ratios
+
+
+def _overflow_pcu_h(plan: Plan, group: Id | None, lanes: int, flow_pcu_h: float, queue_m: float, running: Timing,
+                    horizon_s: float, jam_spacing_m: float) -> float:
+    """Extra demand (PCU/h): the queue beyond one red time's arrivals, cleared over ``horizon_s``."""
+    green_s = sum(g for stage_id, g in running.stage_greens_s.items()
+                  if (stage := plan.stage(stage_id)) is not None and group in stage.green)
+    red_s = max(running.cycle_s - green_s, 0.0)
+    queued_pcu = queue_m / jam_spacing_m * lanes
+    cyclic_pcu = flow_pcu_h * red_s / 3600.0
+    return max(queued_pcu - cyclic_pcu, 0.0) * 3600.0 / horizon_s
 
 
 def needed_cycle_s(plan: Plan, ratios: Mapping[Id, float], target: float) -> float:
@@ -191,7 +223,7 @@ class AdaptiveSaturation:
     """Degree-of-saturation-driven cycle and splits with corridor offsets (see the module docstring)."""
 
     name = "adaptive_saturation"
-    version = "1"
+    version = "2"
 
     def __init__(self, config: AdaptiveConfig | None = None) -> None:
         self.config = config if config is not None else AdaptiveConfig()
@@ -210,7 +242,7 @@ class AdaptiveSaturation:
             return None
         if (measured.window_5min.end - measured.window_5min.start).total_seconds() < self.config.min_window_s:
             return None  # warming up: too little data for a flow
-        ratios = flow_ratio_sum(plan, measured)
+        ratios = self._ratios(plan, measured)
         unhealthy = [d.detector_id for d in measured.detectors_unhealthy]
         if ratios is None:
             if measured.controller_mode is ControlMode.TIME_OF_DAY or (last is not None and last.timing is None):
@@ -237,6 +269,9 @@ class AdaptiveSaturation:
         return self._issue(state, now, body, self.name, reason)
 
     # --- steps ---------------------------------------------------------------------------
+    def _ratios(self, plan: Plan, measured: TrafficMeasured) -> dict[Id, float] | None:
+        return flow_ratio_sum(plan, measured, self.config.queue_horizon_s, self.config.jam_spacing_m)
+
     def _fresh(self, state: DecisionContext, now: datetime) -> dict[str, TrafficMeasured]:
         limit = self.config.max_summary_age_s
         return {k: m for k, m in state.corridor.items()
@@ -249,7 +284,7 @@ class AdaptiveSaturation:
         low, high = plan.cycle.min_s, plan.cycle.max_s
         for other_id, other in self._fresh(state, now).items():
             other_plan = state.plans[other_id]
-            other_ratios = flow_ratio_sum(other_plan, other)
+            other_ratios = self._ratios(other_plan, other)
             if other_ratios is not None:
                 need = max(need, needed_cycle_s(other_plan, other_ratios, cfg.target_saturation))
             low, high = max(low, other_plan.cycle.min_s), min(high, other_plan.cycle.max_s)
@@ -290,7 +325,7 @@ class AdaptiveSaturation:
             other_running = running_timing(other_plan, other)
             if other_plan.coordination is None or other_running is None:
                 continue
-            ratios = flow_ratio_sum(other_plan, other)
+            ratios = self._ratios(other_plan, other)
             other_target = self._splits(other_plan, ratios, other_running, target.cycle_s) if ratios is not None else None
             if other_target is None or abs(other_target.cycle_s - target.cycle_s) > 1e-6:
                 continue

@@ -210,3 +210,25 @@ def test_a_corridor_round_decides_every_member_at_once_with_one_cycle() -> None:
         greens, cycle = am_peak(site)
         fold.on_measured(summary(site, {"N_T": 2000.0}, greens, cycle, end=later))
     assert fold.state.decided_until == later
+
+
+def test_an_overflow_queue_counts_as_demand_but_a_normal_red_time_queue_does_not() -> None:
+    from controllers.payloads import ApproachMeasure
+    from controllers.strategy import flow_ratio_sum
+
+    plan = PLANS["K02"]  # S1: A, B (Sunset Rd); S2: D (E_A), E (W_A), single-lane side streets
+    greens, cycle = am_peak("K02")
+    base = summary("K02", {"N_TR": 1200.0, "S_TR": 1200.0, "E_A": 400.0, "W_A": 400.0}, greens, cycle)
+    served = flow_ratio_sum(plan, base, queue_horizon_s=300.0)
+    assert served is not None and served == flow_ratio_sum(plan, base)  # no camera queue: the loops' flow alone
+    red_s = cycle - greens[1]
+    cyclic_m = 400.0 * red_s / 3600.0 * 7.0  # what one red time accumulates in the single lane at 400 PCU/h
+    normal = msgspec.structs.replace(base, approaches=[ApproachMeasure("E", queue_length_m=cyclic_m * 0.9)])
+    assert flow_ratio_sum(plan, normal, queue_horizon_s=300.0) == served
+    long_queue = msgspec.structs.replace(base, approaches=[ApproachMeasure("E", queue_length_m=cyclic_m + 140.0)])
+    queued = flow_ratio_sum(plan, long_queue, queue_horizon_s=300.0)
+    assert queued is not None and queued["S1"] == served["S1"]
+    extra_pcu_h = 140.0 / 7.0 * 3600.0 / 300.0  # 20 PCU beyond the cyclic queue, cleared within 5 minutes
+    saturation = next(m for m in plan.movements if m.id == "E_A").saturation_pcu_h()
+    assert queued["S2"] == pytest.approx((400.0 + extra_pcu_h) / saturation)
+    assert flow_ratio_sum(plan, long_queue, queue_horizon_s=0.0) == served  # the option off: loops only
