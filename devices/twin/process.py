@@ -84,9 +84,13 @@ def _serve(conn: Connection, quiet: bool) -> None:
                 if operation == "start":
                     world, result = result, None
             except Exception as err:  # noqa: BLE001  (every error goes back to the parent, typed by name)
-                conn.send(("error", type(err).__name__, str(err)))
-                continue
-            conn.send(("ok", result))
+                result, failed = (type(err).__name__, str(err)), True
+            else:
+                failed = False
+            try:
+                conn.send(("error", *result) if failed else ("ok", result))
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the parent went away (it stopped, or abandoned a stuck request): nothing to answer
             if operation == "close":
                 return
     finally:
@@ -132,6 +136,7 @@ class TwinProcess:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._lock = asyncio.Lock()
+        self._unread: asyncio.Future[Any] | None = None  # the answer to a request whose caller was cancelled
 
     @property
     def pid(self) -> int | None:
@@ -158,15 +163,24 @@ class TwinProcess:
             raise
 
     async def _request(self, request: tuple[Any, ...]) -> Any:
+        """Send ``request`` and wait for its answer; one request at a time, answers in order.
+
+        A caller cancelled while waiting (a task stopped mid-step) does not desynchronise the
+        pipe: its answer is still read when it comes, and the next request waits for it first
+        (up to :data:`CLOSE_TIMEOUT_S`; after that the child is abandoned and killed).
+        """
         async with self._lock:
             conn = self._conn
             if conn is None:
                 raise TwinError("the twin's child process is not running: call start() first")
+            await self._drain_unread(conn)
             loop = asyncio.get_running_loop()
             answer: asyncio.Future[Any] = loop.create_future()
 
             def readable() -> None:
                 loop.remove_reader(conn.fileno())
+                if answer.done():
+                    return
                 try:
                     answer.set_result(conn.recv())
                 except (EOFError, OSError) as err:
@@ -178,17 +192,31 @@ class TwinProcess:
                 raise self._died(err) from err
             loop.add_reader(conn.fileno(), readable)
             try:
-                reply = await answer
+                reply = await asyncio.shield(answer)  # a cancelled caller leaves the read going on
+            except asyncio.CancelledError:
+                self._unread = answer
+                raise
             except (EOFError, OSError) as err:
                 raise self._died(err) from err
-            finally:
-                if not answer.done():  # cancelled while waiting: the pipe holds a stale answer now
-                    loop.remove_reader(conn.fileno())
-                    self._conn = None
-                    self._abandon(conn)
         if reply[0] == "error":
             raise TwinProcessError(f"the twin's child raised {reply[1]}: {reply[2]}", child_type=reply[1])
         return reply[1]
+
+    async def _drain_unread(self, conn: Connection) -> None:
+        """Read and drop the answer a cancelled caller left in the pipe (see :meth:`_request`)."""
+        unread, self._unread = self._unread, None
+        if unread is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(unread), CLOSE_TIMEOUT_S)
+        except (EOFError, OSError) as err:
+            raise self._died(err) from err
+        except TimeoutError:
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            self._conn = None
+            self._abandon(conn)
+            raise TwinProcessError(f"the twin's child did not answer within {CLOSE_TIMEOUT_S:g} s; killed",
+                                   child_type="") from None
 
     def _died(self, err: BaseException) -> TwinProcessError:
         process = self._process

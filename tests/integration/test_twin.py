@@ -18,6 +18,7 @@ from devices.twin.build import STEP_LENGTH_S
 from devices.twin.errors import MissingAspect, TwinProcessError, UnknownCamera
 from devices.twin.fixed_time import DEFAULT_DATE, FixedTimeCorridor
 from devices.twin.process import TwinProcess, run_fixed_time, run_fixed_time_in_child
+from devices.twin.reports import TripMetrics
 from devices.twin.sumo_files import MOTORCYCLES_PER_VEHICLE
 from devices.twin.world import StepReport, SumoWorld
 
@@ -177,6 +178,7 @@ def test_twin_process_round_trip_child_errors_and_clean_close() -> None:
     async def scenario() -> int:
         async with TwinProcess(seed=2, step_s=STEP_S) as twin:
             assert twin.pid is not None
+            pid_before = twin.pid
             groups = await twin.signal_groups("K01")
             assert groups == ["A", "B", "C", "D", "E"]
             assert "CAM-K01-N" in await twin.cameras()
@@ -194,6 +196,16 @@ def test_twin_process_round_trip_child_errors_and_clean_close() -> None:
             reading = await twin.camera_observation("CAM-K01-N")
             assert reading.interval_s == pytest.approx(21 * STEP_S)
             assert (await twin.metrics()).inserted > 0
+            # A caller cancelled mid-step (the loop's task stopped at shutdown): the next answer is still its own.
+            for _ in range(5):
+                stepping = asyncio.create_task(twin.step(aspects))
+                await asyncio.sleep(0)  # the request is in the pipe
+                stepping.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await stepping
+                metrics = await twin.metrics()
+                assert isinstance(metrics, TripMetrics) and metrics.time_s >= 21600 + 21 * STEP_S
+            assert twin.pid == pid_before
             pid = twin.pid
         assert twin.pid is None
         return pid
