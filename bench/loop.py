@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from controllers.payloads import (
     Provenance,
     SignalStateReported,
     TimingPlanCommand,
+    TrafficMeasured,
     VolumeByClass,
 )
 from controllers.plan import Plan
@@ -190,6 +192,9 @@ class EveryRound:
         return CommandIssued(command_id=command_id(state.intersection_id, self.name, now), target=state.intersection_id,
                              command=body, provenance=Provenance(rule=self.name, rule_version="1",
                                                                  config_checksum=state.config_checksum))
+
+    def learn(self, learned: Mapping[str, float], plan: Plan, measured: TrafficMeasured) -> dict[str, float]:
+        return dict(learned)
 
 
 async def latency(settings: Settings, work: Path, samples: int) -> dict[str, float]:

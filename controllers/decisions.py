@@ -41,6 +41,7 @@ class DecisionState(msgspec.Struct):
     decisions: int = 0
     decided_until: datetime | None = None  # the window end of the last round decided
     first_window_end: datetime | None = None  # of the first summary the loop saw
+    learned: dict[str, dict[str, float]] = {}  # the strategy's ``learn`` per intersection (saturation flows)
 
 
 class CorridorDecisions:
@@ -72,6 +73,8 @@ class CorridorDecisions:
         if held is not None and summary.window.end <= held.window.end:
             return []
         self.state.latest[summary.intersection_id] = summary
+        self.state.learned[summary.intersection_id] = self.strategy.learn(
+            self.state.learned.get(summary.intersection_id, {}), member.plan, summary)
         newest = max(m.window.end for m in self.state.latest.values())
         first = self.state.first_window_end = min(self.state.first_window_end or summary.window.end, summary.window.end)
         if len(self.state.latest) < len(self.members) and (newest - first).total_seconds() <= self.stale_after_s:
@@ -96,7 +99,7 @@ class CorridorDecisions:
         context = DecisionContext(intersection_id=member.intersection_id, plan_number=member.plan_number,
                                   measured=view[member.intersection_id], corridor=view, plans=self.plans,
                                   last_issued=self.state.issued.get(member.intersection_id),
-                                  config_checksum=self.config_checksum)
+                                  config_checksum=self.config_checksum, learned=self.state.learned)
         command = self.strategy.decide(context, member.plan, now)
         self.state.decisions += 1
         if command is not None:

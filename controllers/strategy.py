@@ -52,6 +52,7 @@ from typing import Protocol
 
 import msgspec
 
+from controllers.calibration import CalibrationConfig, green_share_s, learn_saturation
 from controllers.clearance import lost_time_s
 from controllers.corridor import coordinate_offsets
 from controllers.errors import TimingInfeasible
@@ -92,6 +93,8 @@ class DecisionContext:
     plans: Mapping[str, Plan] = field(default_factory=dict)  # plans of the corridor's intersections
     last_issued: IssuedTiming | None = None
     config_checksum: str = "0" * 64
+    # what the strategy learned from the summaries so far (its ``learn``), by intersection
+    learned: Mapping[str, Mapping[Id, float]] = field(default_factory=dict)
 
 
 class Strategy(Protocol):
@@ -102,6 +105,11 @@ class Strategy(Protocol):
 
     def decide(self, state: DecisionContext, plan: Plan, now: datetime) -> CommandIssued | None:
         """The command to issue to ``state.intersection_id`` at instant ``now``, or None."""
+        ...
+
+    def learn(self, learned: Mapping[Id, float], plan: Plan, measured: TrafficMeasured) -> dict[Id, float]:
+        """Per-intersection values the strategy keeps learning from every summary (folded by the decision loop,
+        handed back in ``DecisionContext.learned``); a strategy that learns nothing returns ``dict(learned)``."""
         ...
 
 
@@ -119,6 +127,7 @@ class AdaptiveConfig(msgspec.Struct, frozen=True):
     offset_step_s: float = 2.0  # grid of the corridor offset search (s): 2 s is finer than a platoon's spread
     queue_horizon_s: float = 300.0  # overflow queues (camera) count as demand cleared within this long; 0: ignore
     jam_spacing_m: float = 7.0  # metres per PCU per lane in a standing queue (camera queue length -> PCU)
+    calibration: CalibrationConfig = CalibrationConfig()  # saturation flows learned from fully used greens
 
 
 def command_id(intersection_id: str, rule: str, now: datetime) -> uuid.UUID:
@@ -136,8 +145,11 @@ def config_checksum(plans: Mapping[str, Plan], strategy_config: msgspec.Struct) 
 
 
 def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float = 0.0,
-                   jam_spacing_m: float = 7.0) -> dict[Id, float] | None:
+                   jam_spacing_m: float = 7.0, saturation_pcu_h: Mapping[Id, float] | None = None) -> dict[Id, float] | None:
     """Each stage's highest flow ratio ``q / S`` (5-min PCU flow over saturation flow), or None when one is unknown.
+
+    ``S`` is the movement's learned saturation flow (``saturation_pcu_h``, pcu/h of green, see
+    :mod:`controllers.calibration`) where there is one, else the plan's.
 
     With ``queue_horizon_s`` > 0 the demand of a movement is its served flow plus its *overflow
     queue* cleared within that horizon: stop-line loops count what crossed, which under
@@ -165,7 +177,8 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float
             if running is not None and queue_m is not None:
                 demand_pcu_h += _overflow_pcu_h(plan, movement.signal_group, movement.lanes, m.flow_pcu_h, queue_m,
                                                 running, queue_horizon_s, jam_spacing_m)
-            best = max(best, demand_pcu_h / movement.saturation_pcu_h())
+            saturation = (saturation_pcu_h or {}).get(movement.id) or movement.saturation_pcu_h()
+            best = max(best, demand_pcu_h / saturation)
         ratios[stage_id] = best
     return ratios
 
@@ -173,9 +186,7 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float
 def _overflow_pcu_h(plan: Plan, group: Id | None, lanes: int, flow_pcu_h: float, queue_m: float, running: Timing,
                     horizon_s: float, jam_spacing_m: float) -> float:
     """Extra demand (PCU/h): the queue beyond one red time's arrivals, cleared over ``horizon_s``."""
-    green_s = sum(g for stage_id, g in running.stage_greens_s.items()
-                  if (stage := plan.stage(stage_id)) is not None and group in stage.green)
-    red_s = max(running.cycle_s - green_s, 0.0)
+    red_s = max(running.cycle_s - green_share_s(plan, group, running), 0.0)
     queued_pcu = queue_m / jam_spacing_m * lanes
     cyclic_pcu = flow_pcu_h * red_s / 3600.0
     return max(queued_pcu - cyclic_pcu, 0.0) * 3600.0 / horizon_s
@@ -242,7 +253,7 @@ class AdaptiveSaturation:
             return None
         if (measured.window_5min.end - measured.window_5min.start).total_seconds() < self.config.min_window_s:
             return None  # warming up: too little data for a flow
-        ratios = self._ratios(plan, measured)
+        ratios = self._ratios(plan, measured, state.learned)
         unhealthy = [d.detector_id for d in measured.detectors_unhealthy]
         if ratios is None:
             if measured.controller_mode is ControlMode.TIME_OF_DAY or (last is not None and last.timing is None):
@@ -269,8 +280,13 @@ class AdaptiveSaturation:
         return self._issue(state, now, body, self.name, reason)
 
     # --- steps ---------------------------------------------------------------------------
-    def _ratios(self, plan: Plan, measured: TrafficMeasured) -> dict[Id, float] | None:
-        return flow_ratio_sum(plan, measured, self.config.queue_horizon_s, self.config.jam_spacing_m)
+    def learn(self, learned: Mapping[Id, float], plan: Plan, measured: TrafficMeasured) -> dict[Id, float]:
+        """The movements' saturation flows learned from fully used greens (see :mod:`controllers.calibration`)."""
+        return learn_saturation(learned, plan, measured, running_timing(plan, measured), self.config.calibration)
+
+    def _ratios(self, plan: Plan, measured: TrafficMeasured, learned: Mapping[str, Mapping[Id, float]]) -> dict[Id, float] | None:
+        return flow_ratio_sum(plan, measured, self.config.queue_horizon_s, self.config.jam_spacing_m,
+                              learned.get(measured.intersection_id))
 
     def _fresh(self, state: DecisionContext, now: datetime) -> dict[str, TrafficMeasured]:
         limit = self.config.max_summary_age_s
@@ -284,7 +300,7 @@ class AdaptiveSaturation:
         low, high = plan.cycle.min_s, plan.cycle.max_s
         for other_id, other in self._fresh(state, now).items():
             other_plan = state.plans[other_id]
-            other_ratios = self._ratios(other_plan, other)
+            other_ratios = self._ratios(other_plan, other, state.learned)
             if other_ratios is not None:
                 need = max(need, needed_cycle_s(other_plan, other_ratios, cfg.target_saturation))
             low, high = max(low, other_plan.cycle.min_s), min(high, other_plan.cycle.max_s)
@@ -325,7 +341,7 @@ class AdaptiveSaturation:
             other_running = running_timing(other_plan, other)
             if other_plan.coordination is None or other_running is None:
                 continue
-            ratios = self._ratios(other_plan, other)
+            ratios = self._ratios(other_plan, other, state.learned)
             other_target = self._splits(other_plan, ratios, other_running, target.cycle_s) if ratios is not None else None
             if other_target is None or abs(other_target.cycle_s - target.cycle_s) > 1e-6:
                 continue

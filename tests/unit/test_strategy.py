@@ -232,3 +232,41 @@ def test_an_overflow_queue_counts_as_demand_but_a_normal_red_time_queue_does_not
     saturation = next(m for m in plan.movements if m.id == "E_A").saturation_pcu_h()
     assert queued["S2"] == pytest.approx((400.0 + extra_pcu_h) / saturation)
     assert flow_ratio_sum(plan, long_queue, queue_horizon_s=0.0) == served  # the option off: loops only
+
+
+def test_saturation_flows_are_learned_from_greens_the_queue_outlasted_and_lengthen_the_cycle() -> None:
+    from controllers.calibration import CalibrationConfig, learn_saturation
+    from controllers.payloads import ApproachMeasure
+    from controllers.strategy import running_timing
+
+    plan = PLANS["K03"]
+    greens, cycle = am_peak("K03")
+    flows = {"N_T": 1000.0, "N_R": 150.0, "S_TR": 600.0, "E_A": 350.0, "W_A": 150.0}
+    free = summary("K03", flows, greens, cycle)
+    timing = running_timing(plan, free)
+    assert timing is not None
+    config = CalibrationConfig()
+    # no queue: nothing learned beyond the plan (relaxing toward the plan's S keeps it there)
+    learned = learn_saturation({}, plan, free, timing, config)
+    design = {m.id: m.saturation_pcu_h() for m in plan.movements if not m.free_flow}
+    assert learned == pytest.approx(design)
+    # the south approach's queue outlasts its green window after window: S_TR's S moves to q C / g and stays in bounds
+    queued = msgspec.structs.replace(free, approaches=[ApproachMeasure("S", queue_length_m=119.0)])
+    green_b = sum(g for s, g in timing.stage_greens_s.items() if "B" in (plan.stage(s).green if plan.stage(s) else []))
+    observed = 600.0 * cycle / green_b
+    for _ in range(30):
+        learned = learn_saturation(learned, plan, queued, timing, config)
+    assert learned["S_TR"] == pytest.approx(max(observed, config.low * design["S_TR"]), rel=0.01)
+    assert learned["N_T"] == pytest.approx(design["N_T"])  # the other approaches keep the plan's figure
+    # once the queue is gone the estimate relaxes back toward the plan's
+    relaxed = learn_saturation(learned, plan, free, timing, config)
+    assert learned["S_TR"] < relaxed["S_TR"] < design["S_TR"]
+    # a strategy that knows the street discharges less needs a longer cycle
+    strategy = AdaptiveSaturation()
+    plain = strategy.decide(context(queued), plan, T0)
+    wiser = strategy.decide(DecisionContext(intersection_id="K03", plan_number=NUMBERS["K03"], measured=queued,
+                                            corridor={"K03": queued}, plans=PLANS, config_checksum="ab" * 32,
+                                            learned={"K03": learned}), plan, T0)
+    assert wiser is not None and isinstance(wiser.command, TimingPlanCommand)
+    plain_cycle = plain.command.cycle_s if plain is not None and isinstance(plain.command, TimingPlanCommand) else cycle
+    assert wiser.command.cycle_s > plain_cycle
