@@ -1,9 +1,10 @@
 """Decision strategies (pure): from the traffic state to the next command for one intersection.
 
-A strategy is any object with ``name``, ``version`` and ``decide(state, plan, now) -> CommandIssued | None``
-(:class:`Strategy`). ``state`` is a :class:`DecisionContext`: the intersection's latest
-``TrafficMeasured`` summary, the latest summaries of the other intersections on its corridor,
-their plans, the command lalin last issued to it and the configuration checksum. ``now`` is the
+A strategy is any object with ``name``, ``version``, ``decide(state, plan, now) -> CommandIssued | None``
+and ``learn(learned, plan, measured)`` (:class:`Strategy`). ``state`` is a :class:`DecisionContext`:
+the intersection's latest ``TrafficMeasured`` summary, the latest summaries of the other
+intersections on its corridor, their plans, the command lalin last issued to it, the
+configuration checksum and what ``learn`` folded from every summary so far (per intersection). ``now`` is the
 decision instant (the end of the summary's window), passed in: a strategy reads no clock and
 draws no random number, so a replay of the same summaries re-issues the same commands bit for
 bit (command ids are UUIDv5 of intersection, rule and instant).
