@@ -45,12 +45,13 @@ def green_share_s(plan: Plan, group: Id | None, timing: Timing) -> float:
                if (stage := plan.stage(stage_id)) is not None and group in stage.green)
 
 
-def fully_used(plan: Plan, movement: Movement, flow_pcu_h: float, queue_m: float, timing: Timing,
-               jam_spacing_m: float) -> bool:
-    """Whether the approach's queue (m) outlasted the green: longer than one red time's arrivals at ``flow_pcu_h``."""
+def overflow_pcu(plan: Plan, movement: Movement, flow_pcu_h: float, queue_m: float, timing: Timing,
+                 jam_spacing_m: float) -> float:
+    """PCU queued beyond one red time's arrivals at ``flow_pcu_h``: the approach's queue (m) at ``jam_spacing_m``
+    m per PCU per lane, less the normal cyclic queue; above 0 the queue outlasted the green (it was fully used)."""
     red_s = max(timing.cycle_s - green_share_s(plan, movement.signal_group, timing), 0.0)
     queued_pcu = queue_m / jam_spacing_m * movement.lanes
-    return queued_pcu > flow_pcu_h * red_s / 3600.0
+    return max(queued_pcu - flow_pcu_h * red_s / 3600.0, 0.0)
 
 
 def learn_saturation(learned: Mapping[Id, float], plan: Plan, measured: TrafficMeasured, timing: Timing | None,
@@ -73,8 +74,8 @@ def learn_saturation(learned: Mapping[Id, float], plan: Plan, measured: TrafficM
         current = out.get(movement.id, design)
         green_s = green_share_s(plan, movement.signal_group, timing)
         queue_m = queues.get(movement.approach)
-        if queue_m is not None and green_s > 0 and fully_used(plan, movement, m.flow_pcu_h, queue_m, timing,
-                                                              config.jam_spacing_m):
+        if queue_m is not None and green_s > 0 and overflow_pcu(plan, movement, m.flow_pcu_h, queue_m, timing,
+                                                                config.jam_spacing_m) > 0:
             observed = m.flow_pcu_h * timing.cycle_s / green_s
             current += config.rate * (observed - current)
         else:

@@ -53,7 +53,7 @@ from typing import Protocol
 
 import msgspec
 
-from controllers.calibration import CalibrationConfig, green_share_s, learn_saturation
+from controllers.calibration import CalibrationConfig, learn_saturation, overflow_pcu
 from controllers.clearance import lost_time_s
 from controllers.corridor import coordinate_offsets
 from controllers.errors import TimingInfeasible
@@ -176,21 +176,13 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float
             demand_pcu_h = m.flow_pcu_h
             queue_m = queues.get(movement.approach)
             if running is not None and queue_m is not None:
-                demand_pcu_h += _overflow_pcu_h(plan, movement.signal_group, movement.lanes, m.flow_pcu_h, queue_m,
-                                                running, queue_horizon_s, jam_spacing_m)
+                # the queue beyond one red time's arrivals, cleared within the horizon
+                demand_pcu_h += overflow_pcu(plan, movement, m.flow_pcu_h, queue_m, running, jam_spacing_m) \
+                    * 3600.0 / queue_horizon_s
             saturation = (saturation_pcu_h or {}).get(movement.id) or movement.saturation_pcu_h()
             best = max(best, demand_pcu_h / saturation)
         ratios[stage_id] = best
     return ratios
-
-
-def _overflow_pcu_h(plan: Plan, group: Id | None, lanes: int, flow_pcu_h: float, queue_m: float, running: Timing,
-                    horizon_s: float, jam_spacing_m: float) -> float:
-    """Extra demand (PCU/h): the queue beyond one red time's arrivals, cleared over ``horizon_s``."""
-    red_s = max(running.cycle_s - green_share_s(plan, group, running), 0.0)
-    queued_pcu = queue_m / jam_spacing_m * lanes
-    cyclic_pcu = flow_pcu_h * red_s / 3600.0
-    return max(queued_pcu - cyclic_pcu, 0.0) * 3600.0 / horizon_s
 
 
 def needed_cycle_s(plan: Plan, ratios: Mapping[Id, float], target: float) -> float:

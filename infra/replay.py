@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -201,7 +202,7 @@ def _in_parallel(database_url: str, until: datetime, groups: list[list[str]], pr
                 try:
                     status, value = results.get(timeout=0.25)
                     break
-                except Exception:  # noqa: BLE001 - queue.Empty: show progress, make sure the children live
+                except queue.Empty:  # nothing yet: show progress, make sure the children live
                     _show(progress, counter.value)
                     if not any(child.is_alive() for child in children) and results.empty():
                         raise ReplayFailed("a fold-check process ended without a report") from None
