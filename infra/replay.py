@@ -163,7 +163,9 @@ def run_replay(database_url: str, since: datetime, until: datetime, *, progress:
     else:
         parts = _in_parallel(database_url, until, groups, progress, decisions, strategy, checksum)
     report = merge_reports(parts)
-    report.differences = [d for d in report.differences if _at_or_after(d, since)]
+    # the jobs report in the order they finish: the first difference is the earliest (fold checks name their time)
+    report.differences = sorted((d for d in report.differences if _at_or_after(d, since)),
+                                key=lambda d: (d.at is None, d.at or since, d.kind, d.key, d.position))
     return report, time.perf_counter() - started
 
 
