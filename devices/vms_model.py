@@ -14,7 +14,7 @@ Wire format of a message: one string per page, the page's lines joined by LF
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -173,8 +173,46 @@ class VmsModel(_Strict):
         return f"{self.application_uri_prefix}{board_id}"
 
 
+Heading = Literal["N", "NE", "E", "SE", "S", "SW", "W", "NW"]
+
+
+class BoardPlacement(_Strict):
+    """Where a board stands and whom it addresses (metres, degrees WGS84).
+
+    ``corridor`` and ``chainage_m`` use the signal plans' coordination reference (the same
+    corridor name and chainage origin), so the board's place among the intersections is known;
+    ``facing`` says which way its readers travel along it (``outbound``: toward increasing
+    chainage); ``downstream`` lists the signalised intersections ahead of its readers, nearest
+    first — what a message on it can be about. A board on a road without a modelled corridor
+    has neither (``downstream`` empty).
+    """
+
+    road: str = Field(min_length=1, max_length=200)
+    heading: Heading  # compass direction its readers travel
+    corridor: str | None = None
+    chainage_m: float | None = Field(None, ge=-100_000, le=100_000)
+    facing: Literal["outbound", "inbound"] | None = None
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    downstream: list[str] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BoardPlacement:
+        on_corridor = (self.corridor is not None, self.chainage_m is not None, self.facing is not None)
+        if any(on_corridor) and not all(on_corridor):
+            raise ValueError("corridor, chainage_m and facing go together (a board on a corridor needs all three)")
+        if self.downstream and self.corridor is None:
+            raise ValueError(f"downstream intersections {self.downstream} need the board's corridor and chainage")
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together")
+        if len(set(self.downstream)) != len(self.downstream):
+            raise ValueError(f"an intersection is listed twice downstream: {self.downstream}")
+        return self
+
+
 class BoardSpec(_Strict):
-    """One board: identity and capabilities (lines, characters per line, pages, characters, times in seconds)."""
+    """One board: identity and capabilities (lines, characters per line, pages, characters, times in seconds),
+    and where it stands (``placement``; None: unknown, so no automatic message can target it)."""
 
     id: str = Field(min_length=1, max_length=48, pattern=r"^[a-z0-9][a-z0-9-]*$")
     site: str = Field(min_length=1, max_length=200)
@@ -187,6 +225,7 @@ class BoardSpec(_Strict):
     min_page_time_s: float = Field(gt=0, le=60)
     max_duration_s: float = Field(gt=0, le=86_400)
     pixel_fault_threshold: int = Field(ge=1, le=10_000_000, description="pixels; at or above it lalin raises pixel_failure")
+    placement: BoardPlacement | None = None
 
 
 class BoardCatalogue(_Strict):
@@ -283,6 +322,35 @@ def check_message(caps: Capabilities, wire_pages: Sequence[str], priority: int, 
 def load_model(path: Path = MODEL_FILE) -> VmsModel:
     """The information model in ``path`` (cached); ConfigurationError naming the file when invalid."""
     return load_yaml_model(VmsModel, path, "VMS model")
+
+
+def check_placements(boards: BoardCatalogue, intersections: Mapping[str, tuple[str, float]]) -> None:
+    """Check every board's downstream intersections against the network (``intersections``: id -> (corridor,
+    chainage m), from the plans' coordination): each exists, lies on the board's corridor, ahead of its
+    readers (beyond its chainage in the direction it faces), listed nearest first.
+    ConfigurationError naming every problem."""
+    problems = []
+    for board in boards.boards:
+        place = board.placement
+        if place is None or place.corridor is None or place.chainage_m is None:
+            continue
+        sign = 1.0 if place.facing == "outbound" else -1.0
+        ahead: list[float] = []
+        for ident in place.downstream:
+            found = intersections.get(ident)
+            if found is None:
+                problems.append(f"{board.id}: downstream intersection {ident!r} is not in the network")
+            elif found[0] != place.corridor:
+                problems.append(f"{board.id}: {ident} lies on {found[0]!r}, not on the board's {place.corridor!r}")
+            elif sign * (found[1] - place.chainage_m) <= 0:
+                problems.append(f"{board.id}: {ident} at {found[1]:g} m is not ahead of a board at "
+                                f"{place.chainage_m:g} m facing {place.facing}")
+            else:
+                ahead.append(sign * (found[1] - place.chainage_m))
+        if ahead != sorted(ahead):
+            problems.append(f"{board.id}: downstream intersections must be listed nearest first: {place.downstream}")
+    if problems:
+        raise ConfigurationError("VMS board placements: " + "; ".join(problems))
 
 
 @cache

@@ -120,3 +120,62 @@ def test_an_inconsistent_board_catalogue_is_refused(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigurationError, match="charset 'klingon' is not one of"):
         load_boards(bad)
+
+
+def _network() -> dict[str, tuple[str, float]]:
+    from devices.fleet import load_fleet
+
+    out = {}
+    for site in load_fleet().controllers:
+        coordination = site.load_plan().coordination
+        assert coordination is not None
+        out[site.id] = (coordination.corridor, coordination.chainage_m)
+    return out
+
+
+def test_the_demo_boards_are_placed_and_their_downstream_junctions_lie_ahead_nearest_first() -> None:
+    from devices.vms_model import check_placements, load_boards
+
+    boards = load_boards()
+    check_placements(boards, _network())  # raises on any problem
+    placed = {b.id: b.placement for b in boards.boards}
+    assert all(p is not None for p in placed.values())
+    north = placed["vms-sunset-01"]
+    assert north is not None and north.facing == "outbound" and north.downstream[0] == "K04"
+    south = placed["vms-sunset-02"]
+    assert south is not None and south.facing == "inbound" and south.downstream == list(reversed(north.downstream))
+
+
+@pytest.mark.parametrize(("downstream", "problem"), [
+    (["K99"], "'K99' is not in the network"),
+    (["K04", "K01"], "K04 at 0 m is not ahead of a board at 1000 m facing outbound"),
+    (["K05", "K02"], "must be listed nearest first"),
+])
+def test_a_misplaced_downstream_junction_is_refused_with_the_reason(downstream: list[str], problem: str) -> None:
+    from controllers.errors import ConfigurationError
+    from devices.vms_model import BoardCatalogue, BoardPlacement, check_placements, load_boards
+
+    spec = load_boards().boards[0]
+    placed = spec.model_copy(update={"placement": BoardPlacement(
+        road="Jl. Sunset Road", heading="N", corridor="Jl. Sunset Road", chainage_m=1000, facing="outbound",
+        downstream=downstream)})
+    with pytest.raises(ConfigurationError, match=problem):
+        check_placements(BoardCatalogue(boards=[placed]), _network())
+    elsewhere = {k: ("Jl. Imam Bonjol", c) for k, (_, c) in _network().items()}
+    with pytest.raises(ConfigurationError, match="not on the board's 'Jl. Sunset Road'"):
+        check_placements(BoardCatalogue(boards=[spec.model_copy(update={"placement": BoardPlacement(
+            road="Jl. Sunset Road", heading="N", corridor="Jl. Sunset Road", chainage_m=-300, facing="outbound",
+            downstream=["K04"])})]), elsewhere)
+
+
+def test_a_placement_needs_its_corridor_chainage_and_facing_together() -> None:
+    from pydantic import ValidationError
+
+    from devices.vms_model import BoardPlacement
+
+    with pytest.raises(ValidationError, match="go together"):
+        BoardPlacement(road="Jl. Sunset Road", heading="N", corridor="Jl. Sunset Road")
+    with pytest.raises(ValidationError, match="need the board's corridor"):
+        BoardPlacement(road="Jl. By Pass Ngurah Rai", heading="S", downstream=["K01"])
+    with pytest.raises(ValidationError, match="latitude and longitude"):
+        BoardPlacement(road="Jl. By Pass Ngurah Rai", heading="S", latitude=-8.7)
