@@ -26,6 +26,7 @@ import msgspec
 
 from controllers.payloads import TrafficMeasured
 from controllers.plan import Id, Movement, Plan, Timing
+from controllers.safety import green_intervals_s
 
 
 class CalibrationConfig(msgspec.Struct, frozen=True):
@@ -39,19 +40,18 @@ class CalibrationConfig(msgspec.Struct, frozen=True):
     jam_spacing_m: float = 7.0
 
 
-def green_share_s(plan: Plan, group: Id | None, timing: Timing) -> float:
-    """Seconds of green per cycle of ``group`` under ``timing`` (the greens of the stages it runs in)."""
-    return sum(g for stage_id, g in timing.stage_greens_s.items()
-               if (stage := plan.stage(stage_id)) is not None and group in stage.green)
+def movement_green_s(intervals: Mapping[Id, list[float]], movement: Movement) -> float:
+    """Seconds of green per cycle of ``movement``'s group, from :func:`controllers.safety.green_intervals_s` (the
+    periods the fold measures X with: interstages inside a run of stages count)."""
+    return sum(intervals.get(movement.signal_group, [])) if movement.signal_group is not None else 0.0
 
 
-def overflow_pcu(plan: Plan, movement: Movement, flow_pcu_h: float, queue_m: float, timing: Timing,
+def overflow_pcu(movement: Movement, flow_pcu_h: float, queue_m: float, cycle_s: float, green: float,
                  jam_spacing_m: float) -> float:
-    """PCU queued beyond one red time's arrivals at ``flow_pcu_h``: the approach's queue (m) at ``jam_spacing_m``
-    m per PCU per lane, less the normal cyclic queue; above 0 the queue outlasted the green (it was fully used)."""
-    red_s = max(timing.cycle_s - green_share_s(plan, movement.signal_group, timing), 0.0)
+    """PCU queued beyond one red time's arrivals at ``flow_pcu_h`` (``green`` s of ``cycle_s``): the approach's queue
+    (m) at ``jam_spacing_m`` m per PCU per lane, less the normal cyclic queue; above 0 the queue outlasted the green."""
     queued_pcu = queue_m / jam_spacing_m * movement.lanes
-    return max(queued_pcu - flow_pcu_h * red_s / 3600.0, 0.0)
+    return max(queued_pcu - flow_pcu_h * max(cycle_s - green, 0.0) / 3600.0, 0.0)
 
 
 def learn_saturation(learned: Mapping[Id, float], plan: Plan, measured: TrafficMeasured, timing: Timing | None,
@@ -66,17 +66,18 @@ def learn_saturation(learned: Mapping[Id, float], plan: Plan, measured: TrafficM
         return out
     queues = {a.approach: a.queue_length_m for a in measured.approaches if a.queue_length_m is not None}
     by_movement = {m.movement: m for m in measured.movements}
+    intervals = green_intervals_s(plan, timing)
     for movement in plan.movements:
         m = by_movement.get(movement.id)
         if movement.free_flow or m is None or m.flow_pcu_h is None:
             continue
         design = movement.saturation_pcu_h()
         current = out.get(movement.id, design)
-        green_s = green_share_s(plan, movement.signal_group, timing)
+        green = movement_green_s(intervals, movement)
         queue_m = queues.get(movement.approach)
-        if queue_m is not None and green_s > 0 and overflow_pcu(plan, movement, m.flow_pcu_h, queue_m, timing,
-                                                                config.jam_spacing_m) > 0:
-            observed = m.flow_pcu_h * timing.cycle_s / green_s
+        if queue_m is not None and green > 0 and overflow_pcu(movement, m.flow_pcu_h, queue_m, timing.cycle_s, green,
+                                                              config.jam_spacing_m) > 0:
+            observed = m.flow_pcu_h * timing.cycle_s / green
             current += config.rate * (observed - current)
         else:
             current += config.relax * (design - current)

@@ -53,7 +53,7 @@ from typing import Protocol
 
 import msgspec
 
-from controllers.calibration import CalibrationConfig, learn_saturation, overflow_pcu
+from controllers.calibration import CalibrationConfig, learn_saturation, movement_green_s, overflow_pcu
 from controllers.clearance import lost_time_s
 from controllers.corridor import coordinate_offsets
 from controllers.errors import TimingInfeasible
@@ -67,7 +67,7 @@ from controllers.payloads import (
     TrafficMeasured,
 )
 from controllers.plan import Id, Plan, Timing
-from controllers.safety import validate
+from controllers.safety import green_intervals_s, validate
 from controllers.splits import split_cycle, stage_bounds_s
 from controllers.traffic_state import summary_event_id
 
@@ -162,6 +162,7 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float
     by_movement = {m.movement: m for m in measured.movements}
     queues = {a.approach: a.queue_length_m for a in measured.approaches if a.queue_length_m is not None}
     running = running_timing(plan, measured) if queue_horizon_s > 0 and queues else None
+    intervals = green_intervals_s(plan, running) if running is not None else {}
     ratios: dict[Id, float] = {}
     for stage_id in plan.sequence:
         stage = plan.stage(stage_id)
@@ -177,7 +178,8 @@ def flow_ratio_sum(plan: Plan, measured: TrafficMeasured, queue_horizon_s: float
             queue_m = queues.get(movement.approach)
             if running is not None and queue_m is not None:
                 # the queue beyond one red time's arrivals, cleared within the horizon
-                demand_pcu_h += overflow_pcu(plan, movement, m.flow_pcu_h, queue_m, running, jam_spacing_m) \
+                green = movement_green_s(intervals, movement)
+                demand_pcu_h += overflow_pcu(movement, m.flow_pcu_h, queue_m, running.cycle_s, green, jam_spacing_m) \
                     * 3600.0 / queue_horizon_s
             saturation = (saturation_pcu_h or {}).get(movement.id) or movement.saturation_pcu_h()
             best = max(best, demand_pcu_h / saturation)
@@ -227,7 +229,7 @@ class AdaptiveSaturation:
     """Degree-of-saturation-driven cycle and splits with corridor offsets (see the module docstring)."""
 
     name = "adaptive_saturation"
-    version = "2"
+    version = "3"
 
     def __init__(self, config: AdaptiveConfig | None = None) -> None:
         self.config = config if config is not None else AdaptiveConfig()

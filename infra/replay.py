@@ -118,9 +118,10 @@ def split_intersections(layouts: dict[str, IntersectionLayout], jobs: int) -> li
     return [sorted(g) for g in groups if g]
 
 
-def _fold_job(database_url: str, until: datetime, intersections: list[str], counter: Any, results: Any) -> None:
-    """A child: the fold check of ``intersections``; the report goes back on ``results``."""
-    layouts = {k: v for k, v in load_topology().layouts.items() if k in intersections}
+def _fold_job(database_url: str, until: datetime, layouts: dict[str, IntersectionLayout], counter: Any,
+              results: Any) -> None:
+    """A child: the fold check of the intersections of ``layouts``; the report goes back on ``results``."""
+    intersections = sorted(layouts)
 
     def progress(done: int) -> None:
         with counter.get_lock():
@@ -161,7 +162,8 @@ def run_replay(database_url: str, since: datetime, until: datetime, *, progress:
         if decisions:
             parts.append(_decision_check(database_url, until, topology.corridors, strategy, checksum))
     else:
-        parts = _in_parallel(database_url, until, groups, progress, decisions, strategy, checksum)
+        parts = _in_parallel(database_url, until, [{k: topology.layouts[k] for k in g} for g in groups], progress,
+                             topology.corridors if decisions else None, strategy, checksum)
     report = merge_reports(parts)
     # the jobs report in the order they finish: the first difference is the earliest (fold checks name their time)
     report.differences = sorted((d for d in report.differences if _at_or_after(d, since)),
@@ -184,8 +186,10 @@ def _show(progress: Callable[[int], None] | None, done: int) -> None:
         progress(done)
 
 
-def _in_parallel(database_url: str, until: datetime, groups: list[list[str]], progress: Callable[[int], None] | None,
-                 decisions: bool, strategy: AdaptiveSaturation, checksum: str) -> list[ReplayReport]:
+def _in_parallel(database_url: str, until: datetime, groups: list[dict[str, IntersectionLayout]],
+                 progress: Callable[[int], None] | None, corridors: Mapping[str, Sequence[CorridorMember]] | None,
+                 strategy: AdaptiveSaturation, checksum: str) -> list[ReplayReport]:
+    """The fold check of each group in a child process; the decision check (``corridors``, None: none) meanwhile."""
     # fork: the children inherit the loaded modules and topology (no import time); spawn where there is no fork
     fork = "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
@@ -196,8 +200,8 @@ def _in_parallel(database_url: str, until: datetime, groups: list[list[str]], pr
         child.start()
     parts: list[ReplayReport] = []
     try:
-        if decisions:
-            parts.append(_decision_check(database_url, until, load_topology().corridors, strategy, checksum))
+        if corridors is not None:
+            parts.append(_decision_check(database_url, until, corridors, strategy, checksum))
         errors = []
         for _ in children:
             while True:
