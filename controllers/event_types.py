@@ -24,6 +24,7 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
     "VmsFaulted": (1, p.VmsFaulted),
     "DetectorsCounted": (1, p.DetectorsCounted),
     "TrafficMeasured": (1, p.TrafficMeasured),
+    "VmsEvaluated": (1, p.VmsEvaluated),
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}

@@ -273,7 +273,13 @@ class ResetFaultCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
     """Clear a controller's latched conflict fault and restart its sequence (after an on-site check)."""
 
 
-CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand | ResetFaultCommand
+class VmsBlankCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, tag="vms_blank", tag_field="kind"):
+    """Take down the message ``message_id`` from a board (it shows nothing else lalin did not send)."""
+
+    message_id: Identifier
+
+
+CommandBody = TimingPlanCommand | VmsMessageCommand | ModeChangeCommand | ResetFaultCommand | VmsBlankCommand
 
 
 class CommandIssued(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -467,3 +473,79 @@ class TrafficMeasured(Payload, frozen=True, forbid_unknown_fields=True, gc=False
     rejected_inputs: Annotated[list[RejectedInput], msgspec.Meta(max_length=1000)]
     input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=5000)]
     inputs_uncited: Annotated[int, msgspec.Meta(ge=0, le=2**31)] = 0  # inputs beyond the 5,000 cited (a flood)
+
+
+# --- automatic VMS (the policy's evaluations: why each board shows what it shows) -------------
+CauseKey = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:\-/@]+$")]
+VmsPages = Annotated[
+    list[Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=8)]],
+    msgspec.Meta(max_length=8),
+]
+
+
+class VmsAction(enum.StrEnum):
+    """What an evaluation did on a board."""
+
+    NONE = "none"  # nothing to show, nothing shown
+    KEEP = "keep"  # the message stays
+    SHOW = "show"  # a new message
+    UPDATE = "update"  # the same cause, new text (after the minimum display time)
+    REFRESH = "refresh"  # the same message again before the board's hold runs out
+    RETRY = "retry"  # the same message again: not confirmed on the board
+    BLANK = "blank"  # the cause ended: taken down
+    OUT_OF_USE = "out_of_use"  # the board has a fault: nothing sent to it
+
+
+class VmsCandidate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A message a rule proposed for a board, and what became of it (``note``)."""
+
+    cause: CauseKey
+    category: Identifier
+    priority: Annotated[int, msgspec.Meta(ge=1, le=10)]
+    note: ShortText = ""
+
+
+class VmsBoardDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One board after an evaluation: what lalin keeps on it (cause, text, since when, the message id) and why."""
+
+    board_id: Identifier
+    action: VmsAction
+    why: ShortText
+    cause: CauseKey | None = None
+    category: Identifier | None = None
+    priority: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
+    pages: VmsPages = []
+    since: AwareTime | None = None
+    message_id: uuid.UUID | None = None
+    candidates: Annotated[list[VmsCandidate], msgspec.Meta(max_length=64)] = []
+
+
+class VmsCauseStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A cause the policy tracks: whether it is live, since when, the values that make it, the boards it is on."""
+
+    cause: CauseKey
+    rule: Identifier
+    category: Identifier
+    active: bool
+    since: AwareTime | None
+    evidence: Annotated[dict[Identifier, ShortText], msgspec.Meta(max_length=32)]
+    boards: Annotated[list[Identifier], msgspec.Meta(max_length=64)]
+    input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=64)] = []
+
+
+class VmsEvaluated(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One evaluation of the automatic-VMS policy at ``at``: every board's decision, the causes, the commands issued.
+
+    It cites the events folded since the previous evaluation (``input_event_ids``), so a replay
+    folds exactly those and must reach the same evaluation and the same commands.
+    """
+
+    at: AwareTime
+    evaluation: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+    config_checksum: Sha256Hex
+    rule_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    boards: Annotated[list[VmsBoardDecision], msgspec.Meta(max_length=256)]
+    causes: Annotated[list[VmsCauseStatus], msgspec.Meta(max_length=1000)]
+    commands: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)]
+    problems: Annotated[list[ShortText], msgspec.Meta(max_length=256)]
+    input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=5000)]
