@@ -45,8 +45,10 @@ from cryptography import x509
 from controllers.errors import LalinError
 from controllers.payloads import (
     CommandAcknowledged,
+    CommandBody,
     CommandOutcome,
     Payload,
+    VmsBlankCommand,
     VmsDisplayReported,
     VmsFaulted,
     VmsFaultKind,
@@ -159,6 +161,7 @@ class VmsDriver:
         self._reported: Snapshot | None = None
         self._faults: dict[VmsFaultKind, bool] = {}
         self._sent: OrderedDict[str, tuple[tuple[str, ...], int]] = OrderedDict()
+        self.acks: OrderedDict[str, CommandAcknowledged] = OrderedDict()  # the last commands' outcomes
         self._waiters: dict[str, _Waiter] = {}
         self._client: Client | None = None
         self._ns = 0
@@ -432,8 +435,23 @@ class VmsDriver:
 
     async def _acknowledge(self, command_id: uuid.UUID, outcome: CommandOutcome, detail: str,
                            causation_id: uuid.UUID | None) -> None:
-        await self._emit(CommandAcknowledged(command_id=command_id, target=self.spec.id, outcome=outcome,
-                                             detail=_short(detail)), causation_id)
+        ack = CommandAcknowledged(command_id=command_id, target=self.spec.id, outcome=outcome, detail=_short(detail))
+        self.acks[str(command_id)] = ack
+        while len(self.acks) > SENT_MEMORY:
+            self.acks.popitem(last=False)
+        await self._emit(ack, causation_id)
+
+    async def execute(self, command_id: uuid.UUID, body: CommandBody, *, deadline_s: float | None = None) -> CommandAcknowledged:
+        """Carry out a command of ``lalin.command`` (a message or a blank; anything else is rejected): exactly one
+        CommandAcknowledged, also returned."""
+        if isinstance(body, VmsMessageCommand):
+            await self.send(command_id, body, deadline_s=deadline_s, causation_id=command_id)
+        elif isinstance(body, VmsBlankCommand):
+            await self.blank(command_id, body.message_id, deadline_s=deadline_s, causation_id=command_id)
+        else:
+            await self._acknowledge(command_id, CommandOutcome.REJECTED, f"a {type(body).__name__} is not a VMS command",
+                                    command_id)
+        return self.acks[str(command_id)]
 
     async def _call(self, method: str, args: list[ua.Variant]) -> tuple[str | None, str]:
         """Call ``method`` once. (refusal text, "") when the board refused; (None, result) when it took

@@ -4,8 +4,8 @@ board simulators, and lalin's drivers for them.
 With the closed loop (``loop.enabled``) the SUMO twin drives the detectors and obeys the
 simulators' signals (:mod:`infra.twin_loop`); without it the detectors see Poisson arrivals at the
 demo network's peak flows (split over the detectors of each site). The controllers run at the
-runtime's clock speed. The boards stay blank until the automatic VMS (issue 6) or an operator
-sends a message. The drivers publish what they read — signal states, board
+runtime's clock speed. The boards stay blank until the automatic VMS (:mod:`infra.vms_loop`, in the closed
+loop) or an operator sends a message. The drivers publish what they read — signal states, board
 displays, faults, connection changes, detector counts — through the event publisher, so the
 device layer's events reach the archive like any other. The boards' OPC UA is secured (the
 first ``lalin up`` creates the site PKI in ``<data dir>/pki``, as ``lalin pki init`` does, when
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from controllers.payloads import CommandAcknowledged, CommandBody
 from devices.controller_driver import ControllerDriver
 from devices.controller_sim import ControllerSimulator
 from devices.events import PublisherSink
@@ -36,6 +38,17 @@ from infra.publisher import EventPublisher
 #: Seconds a loop stays occupied per vehicle: effective length (vehicle + 2 m loop, 4 m for the
 #: motorcycle-heavy mix) over the speed at the stop line (~25 km/h = 6.9 m/s).
 PULSE_OCCUPIED_S = EFFECTIVE_LENGTH_M / (25 / 3.6)
+
+
+class BoardCommands:
+    """A board's driver as a target of the command executor (messages and blanks of ``lalin.command``)."""
+
+    def __init__(self, driver: VmsDriver) -> None:
+        self.driver = driver
+
+    async def send(self, command_id: uuid.UUID, body: CommandBody, *, deadline_s: float | None = None) -> CommandAcknowledged:
+        """Carry out one command on the board: exactly one outcome, read back from the board."""
+        return await self.driver.execute(command_id, body, deadline_s=deadline_s)
 
 
 class FieldDevices:

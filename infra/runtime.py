@@ -35,10 +35,10 @@ from infra.archive_store import ArchiveWriter
 from infra.archiver import Archiver, ArchiverStats, utc_now
 from infra.broker_epoch import EpochWatch
 from infra.checkpoints import write_checkpoint
-from infra.commands import CommandExecutor
+from infra.commands import CommandExecutor, CommandTarget
 from infra.embedded.broker import TansuBroker
 from infra.embedded.postgres import EmbeddedPostgres
-from infra.field import FieldDevices
+from infra.field import BoardCommands, FieldDevices
 from infra.generator import DemoGenerator, load_demo_network
 from infra.kafka import start_producer
 from infra.loop_report import comparison, report_lines
@@ -49,6 +49,8 @@ from infra.simclock import WITA, SimClock, morning_start
 from infra.stream_process import WorkerProcesses, worker_env
 from infra.topics import TopicCatalogue, load_catalogue
 from infra.twin_loop import TwinLoop, seconds_after_local_midnight
+from infra.vms_catalogue import check_policy, load_policy, vms_checksum, vms_network
+from infra.vms_loop import VmsLoop
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class Runtime:
         self.settings, self.out, self.clock, self.worker = settings, out, clock, worker
         self.twin: TwinLoop | None = None
         self.executor: CommandExecutor | None = None
+        self.vms: VmsLoop | None = None
         self.workers: WorkerProcesses | None = None
         self.report: dict[str, Any] | None = None
         self.data_dir = settings.runtime.data_dir
@@ -260,6 +263,8 @@ class Runtime:
         await self._archive_system_event(alarm, detected_at)
         if self.executor is not None:
             self.executor.epoch = self.epoch  # its offsets of the old log mean nothing in the new one
+        if self.vms is not None:
+            self.vms.reset_epoch(self.epoch)
         await self._start_archiver()
         self.restarts_detected += 1
         if not self.worker:
@@ -312,7 +317,9 @@ class Runtime:
             delay = f"trips {metrics.completed:,}, mean delay {metrics.mean_delay_s:.0f} s, " \
                     f"stops {metrics.mean_stops:.2f}" if metrics is not None and metrics.completed else "trips 0"
             generated += (f"sim {self.clock().astimezone(WITA):%H:%M} WITA (lag {self.twin.stats.lag_s:.0f} s) | {delay} | "
-                          f"workers {self.workers.alive()}/{self.workers.count} | commands {self.executor.received} "
+                          f"workers {self.workers.alive()}/{self.workers.count} | "
+                          f"{f'vms {self.vms.showing()} board(s) showing | ' if self.vms is not None else ''}"
+                          f"commands {self.executor.received} "
                           f"({', '.join(f'{k} {v}' for k, v in sorted(self.executor.outcomes.items())) or 'none yet'}) | ")
             if self.twin.twin.pid is not None:
                 await self.twin.metrics()
@@ -368,16 +375,19 @@ class Runtime:
                              {sim.site.id: sim for sim in field.simulators}, field.sink, self.clock, step_s=STEP_LENGTH_S,
                              camera_interval_s=loop.camera_interval_s, incident=incident, say=self.say)
         sink = field.sink
+        boards = {d.spec.id for d in field.board_drivers}
 
         async def expire(command: CommandIssued, detail: str) -> None:
             ack = CommandAcknowledged(command_id=command.command_id, target=command.target,
                                       outcome=CommandOutcome.TIMED_OUT, detail=detail[:500])
-            await sink.emit(ack, source=f"modbus:{command.target}", key=command.target, event_time=self.clock(),
+            protocol = "opcua" if command.target in boards else "modbus"
+            await sink.emit(ack, source=f"{protocol}:{command.target}", key=command.target, event_time=self.clock(),
                             causation_id=command.command_id)
 
-        self.executor = CommandExecutor(self.settings, self.bootstrap, self.database_url, self.epoch,
-                                        {d.site.id: d for d in field.drivers}, self.clock, ttl_s=loop.command_ttl_s,
-                                        expire=expire)
+        targets: dict[str, CommandTarget] = {d.site.id: d for d in field.drivers}
+        targets |= {d.spec.id: BoardCommands(d) for d in field.board_drivers}
+        self.executor = CommandExecutor(self.settings, self.bootstrap, self.database_url, self.epoch, targets, self.clock,
+                                        ttl_s=loop.command_ttl_s, expire=expire)
         self.workers = WorkerProcesses(loop.workers, worker_env(self.settings, self.bootstrap, self.database_url,
                                                                 self.simclock), self.data_dir / "logs")
         tasks: list[asyncio.Task[None]] = []
@@ -385,6 +395,9 @@ class Runtime:
             await self.twin.start()
             await self.executor.start()
             self.workers.start()
+            if field.board_drivers:
+                self.vms = self._vms_loop()
+                await self.vms.start()
             start = self.clock().astimezone(WITA)
             self.say(f"  loop      SUMO twin of Jl. Sunset Road from {start:%Y-%m-%d %H:%M} WITA at x{loop.speed:g} "
                      f"(seed {loop.seed}); {loop.workers} stream worker(s) (pids {self.workers.pids()}); "
@@ -392,6 +405,8 @@ class Runtime:
             tasks = [asyncio.create_task(self.twin.run(self._stop), name="twin"),
                      asyncio.create_task(self.executor.run(self._stop), name="executor"),
                      asyncio.create_task(self._supervise_workers(), name="workers")]
+            if self.vms is not None:
+                tasks.append(asyncio.create_task(self.vms.run(self._stop), name="vms"))
             await self._stop.wait()
         finally:
             for task in tasks:
@@ -399,10 +414,20 @@ class Runtime:
             await asyncio.gather(*tasks, return_exceptions=True)
             live = await self.twin.metrics() if self.twin.twin.pid is not None else None
             await asyncio.to_thread(self.workers.stop)  # SIGTERM, then each writes its final snapshot
+            if self.vms is not None:
+                await self.vms.stop()
             await self.executor.stop()
             await self.twin.stop()
             if live is not None and self._bounded and loop.baseline:
                 await self._compare(begin_s, live)
+
+    def _vms_loop(self) -> VmsLoop:
+        """The automatic-VMS loop on the catalogued policy, boards and plans (checked before it starts)."""
+        assert self.publisher is not None
+        policy, network = load_policy(), vms_network()
+        check_policy(policy, network)
+        return VmsLoop(self.settings, self.bootstrap, self.database_url, self.epoch, policy, network,
+                       vms_checksum(policy, network), self.publisher.producer, self.clock, say=self.say)
 
     async def _supervise_workers(self) -> None:
         assert self.workers is not None

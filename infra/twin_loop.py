@@ -48,6 +48,21 @@ class TwinStats:
     metrics: TripMetrics | None = None
 
 
+#: Seconds into a fold window (60 s) at which a camera interval's middle falls: the fold files a report under the
+#: window holding its middle, and this leaves the report 20 s of simulated time (the fold's grace is 10 s) to arrive
+#: before that window closes. Unaligned, a report of a 60-s interval made late in a minute is always late.
+CAMERA_MIDDLE_INTO_WINDOW_S = 20.0
+FOLD_WINDOW_S = 60.0
+
+
+def first_camera_report_s(time_s: float, interval_s: float) -> float:
+    """The first camera report after one interval from ``time_s`` (s), phased so that every report's interval middle
+    falls ``CAMERA_MIDDLE_INTO_WINDOW_S`` into a fold window (for intervals that divide or are multiples of 60 s)."""
+    phase = (CAMERA_MIDDLE_INTO_WINDOW_S + interval_s / 2) % FOLD_WINDOW_S
+    earliest = time_s + interval_s
+    return math.ceil((earliest - phase) / FOLD_WINDOW_S) * FOLD_WINDOW_S + phase
+
+
 class TwinLoop:
     """Steps ``twin`` with the simulators' aspects and feeds their detectors; cameras report through ``sink``."""
 
@@ -72,7 +87,7 @@ class TwinLoop:
         await self.twin.start()
         self._cameras = sorted(await self.twin.cameras())
         self._time_s = float(self.twin.world_options.get("begin_s", DEMAND_BEGIN_S))
-        self._next_camera_s = self._time_s + self.camera_interval_s
+        self._next_camera_s = first_camera_report_s(self._time_s, self.camera_interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the twin at the clock until ``stop`` is set."""

@@ -1,6 +1,6 @@
 """The main job end to end: a bounded `lalin up --speed` runs the closed loop (twin, worker, decisions,
-Modbus commands), ends with the comparison report, and `lalin replay --verify` of its archive finds
-zero differences."""
+Modbus commands, automatic VMS over OPC UA), ends with the comparison report, and `lalin replay --verify`
+of its archive finds zero differences."""
 
 from __future__ import annotations
 
@@ -21,15 +21,17 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
                                                                                   database_url: str) -> None:
     data_dir = tmp_path / "lalin"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LALIN_")}
-    env |= {"LALIN_DATABASE__URL": database_url, "LALIN_RUNTIME__SUMMARY_INTERVAL_S": "2"}
-    run = subprocess.run([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "55s", "--speed", "20"],
+    env |= {"LALIN_DATABASE__URL": database_url, "LALIN_RUNTIME__SUMMARY_INTERVAL_S": "2",
+            # a vehicle stalls on K03's southern approach (northbound traffic) from 06:05 for 4 simulated minutes
+            "LALIN_LOOP__INCIDENT_AT": "06:05", "LALIN_LOOP__INCIDENT_DURATION_S": "240"}
+    run = subprocess.run([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "75s", "--speed", "20"],
                          capture_output=True, text=True, env=env, timeout=420, check=False)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-4000:]
     assert "SUMO twin of Jl. Sunset Road" in out and "report:" in out and "lalin stopped" in out, out[-4000:]
     report = json.loads((data_dir / "report.json").read_text())
     assert report["closed_loop"]["trips"] > 0 and report["fixed_time"]["trips"] > 0
-    assert report["window"]["simulated_s"] > 900  # 55 s at x20
+    assert report["window"]["simulated_s"] > 1300  # 75 s at x20
     with psycopg.connect(database_url) as conn:
         kinds = dict(conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
         outcomes = conn.execute(
@@ -40,6 +42,10 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
     assert kinds.get("TrafficMeasured", 0) > 0, kinds
     assert kinds.get("CommandIssued", 0) > 0, kinds  # adaptive decisions were taken ...
     assert all(n <= 1 for _, n in outcomes) and sum(n for _, n in outcomes) > 0  # ... and each ended at most once
+    check_the_incident_reached_the_board_upstream_and_cleared(database_url)
+    with psycopg.connect(database_url) as conn:
+        signal_commands = conn.execute("SELECT count(*) FROM events WHERE type = 'CommandIssued' AND source = 'lalin:decide'"
+                                       ).fetchone()[0]
     checked = []
     for jobs in ("2", "1"):  # the fold check split between two processes, and all in one
         replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",
@@ -49,7 +55,7 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
         body = json.loads(replay.stdout)
         assert body["differences"] == []
         assert body["summaries_checked"] == kinds["TrafficMeasured"]
-        assert body["commands_checked"] == kinds["CommandIssued"]
+        assert body["commands_checked"] == signal_commands
         checked.append((body["events"], body["summaries_checked"], body["commands_checked"]))
     assert checked[0] == checked[1]
     # An archived count altered afterwards: the (parallel) replay names the summary that no longer follows.
@@ -65,3 +71,32 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert f"FIRST DIFFERENCE (fold) at {altered[0][0]} #" in replay.stdout, replay.stdout
+
+
+def check_the_incident_reached_the_board_upstream_and_cleared(database_url: str) -> None:
+    """The stalled vehicle reached the nearest board upstream of it within two minutes of the camera reporting it, only
+    that board, each VMS command was read back from the board, and the message came down within two minutes of the
+    policy's clearing delay after the camera last saw it."""
+    with psycopg.connect(database_url) as conn:
+        seen = conn.execute("""SELECT min(event_time), max(event_time) FROM events WHERE type = 'CameraObserved'
+                               AND key = 'K03' AND body LIKE '%stalled_vehicle%'""").fetchone()
+        vms = conn.execute(
+            """SELECT i.event_time, i.body::jsonb -> 'payload' ->> 'target',
+                      i.body::jsonb -> 'payload' -> 'provenance' ->> 'rule',
+                      i.body::jsonb -> 'payload' -> 'command' ->> 'kind', a.body::jsonb -> 'payload' ->> 'outcome'
+                 FROM events i LEFT JOIN events a ON a.type = 'CommandAcknowledged'
+                      AND (a.body::jsonb -> 'payload' ->> 'command_id')::uuid = i.event_id
+                WHERE i.type = 'CommandIssued' AND i.source = 'lalin:vms' ORDER BY i.event_time, i.event_id""").fetchall()
+        evaluations = conn.execute("SELECT count(*) FROM events WHERE type = 'VmsEvaluated'").fetchone()[0]
+    first_seen, last_seen = seen
+    assert first_seen is not None, "the camera never reported the stalled vehicle"
+    assert evaluations > 0 and vms, "the automatic VMS issued nothing"
+    assert all(outcome == "acknowledged" for *_, outcome in vms), vms  # every message read back from its board
+    shown = [(t, board) for t, board, rule, kind, _ in vms if rule == "vms.incident_blocking" and kind == "vms_message"]
+    assert [board for _, board in shown][:1] == ["vms-sunset-03"], vms  # the nearest board facing northbound traffic
+    assert {board for _, board in shown} == {"vms-sunset-03"}, vms  # one board (max_boards 1), never the southbound ones
+    assert (shown[0][0] - first_seen).total_seconds() <= 120, (first_seen, shown)
+    cleared = [t for t, board, rule, kind, _ in vms if board == "vms-sunset-03" and rule == "vms.incident_blocking"
+               and kind == "vms_blank"]
+    assert cleared, vms
+    assert 0 < (cleared[0] - last_seen).total_seconds() <= 180 + 120, (last_seen, cleared)
