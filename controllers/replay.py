@@ -56,6 +56,8 @@ class ReplayReport:
     summaries_checked: int = 0
     commands_checked: int = 0
     missing_inputs: int = 0
+    vms_evaluations_checked: int = 0
+    vms_commands_checked: int = 0
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -133,6 +135,8 @@ def merge_reports(reports: Iterable[ReplayReport]) -> ReplayReport:
         merged.summaries_checked += part.summaries_checked
         merged.commands_checked += part.commands_checked
         merged.missing_inputs += part.missing_inputs
+        merged.vms_evaluations_checked += part.vms_evaluations_checked
+        merged.vms_commands_checked += part.vms_commands_checked
         merged.differences += part.differences
     return merged
 

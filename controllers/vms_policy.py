@@ -72,7 +72,7 @@ from controllers.payloads import (
 from controllers.plan import Plan
 from controllers.vms_config import BoardSite, Category, Facing, VmsPolicyConfig, calendar_active
 from controllers.vms_evidence import DetectorsByMovement, DirectionMeasure, approach_facing, measure_direction, travel_time
-from controllers.vms_text import Params, fit_problem, operator_pages, render
+from controllers.vms_text import Params, TextError, fit_problem, operator_pages, render
 
 VMS_NAMESPACE = uuid.UUID("3c0f7a0e-5b7e-4d55-8f0c-6a1a5e9d2b71")
 RULE_VERSION = "1"
@@ -630,7 +630,10 @@ class VmsPolicy:
                 problem = f"page time {page_time_s:g} s below the board's {board.min_page_time_s:g} s"
             return (c.pages, "") if problem is None else ([], f"does not fit: {problem}")
         assert c.template is not None
-        rendered, why = render(self.config.templates[c.template], c.params, board, page_time_s)
+        try:
+            rendered, why = render(self.config.templates[c.template], c.params, board, page_time_s)
+        except TextError as err:  # the configuration check refuses this at start; never crash the loop on it
+            return [], f"template {c.template}: {err}"
         return (rendered, "") if rendered is not None else ([], f"does not fit: {why}")
 
     def _reach(self, c: Candidate) -> list[tuple[BoardSite, float]]:
@@ -810,7 +813,7 @@ class VmsPolicy:
             since = order.issued_s if order is not None else None
         return VmsCauseStatus(cause=c.cause, rule=c.rule, category=c.category, active=True,
                               since=_t(since) if since is not None else None,
-                              evidence={k: v[:500] for k, v in list(c.evidence.items())[:32]}, boards=boards[:64],
+                              evidence={k: v[:500] for k, v in sorted(c.evidence.items())[:32]}, boards=boards[:64],
                               input_event_ids=c.inputs[:64])
 
     def _prune(self, at_s: float, live: set[str]) -> None:

@@ -258,6 +258,12 @@ class VmsDriver:
         if client is not None:
             with contextlib.suppress(UaError, OSError, TimeoutError):
                 await client.disconnect()
+            # asyncua leaves its publish loop running when the connection was already gone (board down)
+            publish: asyncio.Task[None] | None = getattr(client.uaclient, "_publish_task", None)
+            if publish is not None and not publish.done():
+                publish.cancel()
+                with contextlib.suppress(asyncio.CancelledError, UaError, OSError, ConnectionError):
+                    await publish
 
     async def __aenter__(self) -> VmsDriver:
         await self.start()

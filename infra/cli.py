@@ -14,6 +14,7 @@
     lalin timing corridor PLAN.yaml... --counts COUNTS.csv [--json]
     lalin deadletters list [--limit N] [--reason R] [--json]
     lalin pki init [--dir DIR] [--force]
+    lalin vms status | send | cancel | explain     (infra.vms_cli)
 
 The database is ``--database-url``, else ``LALIN_DATABASE__URL``, else the one of the
 runtime currently running on the data directory.
@@ -25,7 +26,6 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,63 +38,18 @@ import psycopg
 from controllers.errors import LalinError, RuntimeConflict
 from infra import db
 from infra.audit import verify_archive
+from infra.cli_common import (
+    data_dir_option,
+    database_option,
+    database_url_for,
+    emit,
+    parse_duration_s,
+    parse_time,
+    settings_for,
+)
 from infra.deadletters import count_dead_letters, list_dead_letters
 from infra.runfile import read_info
-from infra.settings import Settings
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
-_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration_s(text: str) -> float:
-    """``90``, ``90s``, ``15m`` or ``2h`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration (examples: 90s, 15m, 2h)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time; a time without zone is refused (say Z or +08:00 for WITA)."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise click.BadParameter(f"{text!r} is not an ISO 8601 time") from err
-    if value.tzinfo is None:
-        raise click.BadParameter(f"{text!r} has no time zone (add Z, or +08:00 for Bali)")
-    return value
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    settings = Settings()
-    if data_dir is not None:
-        settings.runtime.data_dir = data_dir
-    return settings
-
-
-def _database_url(settings: Settings, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if settings.database.url:
-        return settings.database.url
-    info = read_info(settings.runtime.data_dir)
-    if info:
-        return str(info["database"]["url"])
-    raise click.ClickException(
-        f"no database: start `lalin up` (data directory {settings.runtime.data_dir}), "
-        "set LALIN_DATABASE__URL, or pass --database-url")
-
-
-def _emit(obj: Any, as_json: bool, text: str) -> None:
-    if as_json:
-        click.echo(msgspec.json.encode(obj).decode())
-    else:
-        click.echo(text)
-
-
-data_dir_option = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-                               help="runtime data directory [default: LALIN_RUNTIME__DATA_DIR or ./.lalin]")
-database_option = click.option("--database-url", default=None, help="archive database (libpq URI)")
+from infra.vms_cli import vms
 
 
 @click.group()
@@ -124,7 +79,7 @@ def up(data_dir: Path | None, duration: str | None, speed: float | None, start_t
     ends with a report against the fixed time-of-day plans."""
     from infra.runtime import Runtime
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     if no_loop:
         settings.loop.enabled = False
     if speed is not None:
@@ -153,7 +108,7 @@ def worker(data_dir: Path | None) -> None:
     running `lalin up`, or against LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL (docs/scaling.md)."""
     from infra.stream_process import worker_main
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     info = read_info(settings.runtime.data_dir)
     settings.kafka.bootstrap = settings.kafka.bootstrap or (info["kafka"]["bootstrap"] if info else None)
     settings.database.url = settings.database.url or (info["database"]["url"] if info else None)
@@ -174,8 +129,8 @@ def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_t
     """Rebuild the traffic state from the archive and re-run the decisions; compare with what was recorded."""
     from infra.replay import Progress, count_events, run_replay
 
-    settings = _settings(data_dir)
-    url = _database_url(settings, database_url)
+    settings = settings_for(data_dir)
+    url = database_url_for(settings, database_url)
     since, until = parse_time(from_text), parse_time(to_text)
     if until <= since:
         raise click.BadParameter(f"--to {until.isoformat()} must be after --from {since.isoformat()}")
@@ -185,10 +140,12 @@ def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_t
         bar.finish(report.events)
     body = {"from": since.isoformat(), "to": until.isoformat(), "events": report.events,
             "summaries_checked": report.summaries_checked, "commands_checked": report.commands_checked,
+            "vms_evaluations_checked": report.vms_evaluations_checked, "vms_commands_checked": report.vms_commands_checked,
             "differences": [d.__dict__ for d in report.differences], "seconds": round(elapsed_s, 3),
             "events_per_s": round(report.events / elapsed_s) if elapsed_s > 0 else None}
     lines = [f"replayed {report.events:,} events in {elapsed_s:.2f} s ({body['events_per_s'] or 0:,} events/s): "
-             f"{report.summaries_checked:,} traffic summaries and {report.commands_checked:,} commands re-computed"]
+             f"{report.summaries_checked:,} traffic summaries, {report.commands_checked:,} signal commands, "
+             f"{report.vms_evaluations_checked:,} VMS evaluations and {report.vms_commands_checked:,} VMS commands re-computed"]
     if report.differences:
         first = report.differences[0]
         lines.append(f"FIRST DIFFERENCE ({first.kind}) at {first.key} #{first.position}: {first.detail}")
@@ -196,7 +153,7 @@ def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_t
         lines.append(f"  replayed: {first.replayed[:400]}")
     else:
         lines.append("no differences: every recorded summary and command is reproduced bit for bit")
-    _emit(body, as_json, "\n".join(lines))
+    emit(body, as_json, "\n".join(lines))
     if verify and report.differences:
         raise SystemExit(1)
 
@@ -209,7 +166,7 @@ def archive_worker(data_dir: Path | None, duration: str | None) -> None:
     or against LALIN_KAFKA__BOOTSTRAP and LALIN_DATABASE__URL."""
     from infra.runtime import Runtime
 
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     info = read_info(settings.runtime.data_dir)
     settings.kafka.bootstrap = settings.kafka.bootstrap or (info["kafka"]["bootstrap"] if info else None)
     settings.database.url = settings.database.url or (info["database"]["url"] if info else None)
@@ -221,7 +178,7 @@ def archive_worker(data_dir: Path | None, duration: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(data_dir: Path | None, as_json: bool) -> None:
     """Show what runs where, and the archive's counts."""
-    settings = _settings(data_dir)
+    settings = settings_for(data_dir)
     info = read_info(settings.runtime.data_dir)
     report: dict[str, Any] = {"running": info is not None, "runtime": info}
     url = settings.database.url or (info["database"]["url"] if info else None)
@@ -251,7 +208,7 @@ def status(data_dir: Path | None, as_json: bool) -> None:
 @database_option
 def migrate(data_dir: Path | None, database_url: str | None) -> None:
     """Apply pending database migrations."""
-    applied = db.migrate(_database_url(_settings(data_dir), database_url))
+    applied = db.migrate(database_url_for(settings_for(data_dir), database_url))
     click.echo(f"applied: {', '.join(applied)}" if applied else "the schema is up to date")
 
 
@@ -267,14 +224,14 @@ def audit() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def audit_verify(data_dir: Path | None, database_url: str | None, since: str | None, as_json: bool) -> None:
     """Recompute every stream's hash chain; exit 1 naming the first broken record of each stream."""
-    url = _database_url(_settings(data_dir), database_url)
+    url = database_url_for(settings_for(data_dir), database_url)
     report = verify_archive(url, parse_time(since) if since else None)
     lines = [f"archive intact: {report.records_checked:,} records in {report.streams_checked} streams verified"]
     if not report.ok:
         lines = [f"ARCHIVE NOT INTACT: {len(report.faults)} stream(s) broken ({report.records_checked:,} records verified)"]
         lines += [f"  {f.kind.value}: stream {f.stream} position {f.position}"
                   f"{' event ' + f.event_id if f.event_id else ''} — {f.detail}" for f in report.faults]
-    _emit(report, as_json, "\n".join(lines))
+    emit(report, as_json, "\n".join(lines))
     sys.exit(0 if report.ok else 1)
 
 
@@ -356,7 +313,7 @@ def plan_schedule(plan_file: Path, at_text: str | None, as_json: bool) -> None:
     text = f"{loaded.id} at {at.isoformat()}: {active.timing} ({shown})\n" + (
         f"  day plan {active.day_plan} ({active.day}), since {active.since_local:%Y-%m-%d %H:%M} local"
         if active.day_plan else "  no schedule: the default timing runs at all times")
-    _emit({"plan": loaded.id, "at": at.isoformat(), **msgspec.to_builtins(active),
+    emit({"plan": loaded.id, "at": at.isoformat(), **msgspec.to_builtins(active),
            "timing_detail": None if timing is None else timing.model_dump()}, as_json, text)
 
 
@@ -385,7 +342,7 @@ def timing_compute(plan_file: Path, counts_file: Path, cycle_s: float | None, pe
     rows = rows_for_plan(read_counts(counts_file), loaded.id)
     design = design_timing(loaded, demand_from_rows(loaded, rows, str(counts_file)), cycle_s=cycle_s,
                            period_h=period_min / 60.0)
-    _emit(design, as_json, _design_text(design, loaded.name))
+    emit(design, as_json, _design_text(design, loaded.name))
 
 
 @timing.command("corridor")
@@ -418,7 +375,7 @@ def timing_corridor(plan_files: tuple[Path, ...], counts_file: Path, step_s: flo
     lines += [f"{i.plan:<6}{i.chainage_m:>11.0f}{i.offset_s:>10.1f}{i.outbound.length_s:>11.1f}{i.inbound.length_s:>10.1f}"
               f"{i.design.delay_s:>9.1f}{i.design.los:>5}  {i.name}" for i in result.intersections]
     lines += [f"note: {n}" for n in result.notes]
-    _emit(result, as_json, "\n".join(lines))
+    emit(result, as_json, "\n".join(lines))
 
 
 def _design_text(design: Any, name: str) -> str:
@@ -451,7 +408,7 @@ def deadletters() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (raw bytes in base64)")
 def deadletters_list(data_dir: Path | None, database_url: str | None, limit: int, reason: str | None, as_json: bool) -> None:
     """List dead letters, newest first, with reason, source offset and raw bytes."""
-    rows = list_dead_letters(_database_url(_settings(data_dir), database_url), limit, reason)
+    rows = list_dead_letters(database_url_for(settings_for(data_dir), database_url), limit, reason)
     if as_json:
         click.echo(json.dumps([{**msgspec.to_builtins(r), "raw": base64.b64encode(r.raw).decode()} for r in rows],
                               default=str))
@@ -478,7 +435,7 @@ def pki_init(directory: Path | None, force: bool) -> None:
     and the users file (hashed passwords; generated passwords in private/<user>.password, 0600)."""
     from devices.pki import PkiError, init_pki
 
-    target = directory if directory is not None else _settings(None).runtime.data_dir / "pki"
+    target = directory if directory is not None else settings_for(None).runtime.data_dir / "pki"
     try:
         report = init_pki(target, force=force)
     except PkiError as err:
@@ -489,6 +446,9 @@ def pki_init(directory: Path | None, force: bool) -> None:
         click.echo(f"  {path.relative_to(report.directory)}  ({mode:04o})")
     for user, role in report.users.items():
         click.echo(f"user {user} ({role.value}): password in private/{user}.password")
+
+
+cli.add_command(vms)
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 The fold's state at ``--from`` depends on everything before it (windows, detector health), so
 the replay reads the archive from its beginning up to ``--to``; differences are reported for
-summaries and commands from ``--from`` on. See :mod:`controllers.replay` for the two checks.
+summaries and commands from ``--from`` on. See :mod:`controllers.replay` for the two checks, and
+:mod:`controllers.vms_replay` for the third: the automatic VMS's evaluations and commands.
 
 **In parallel, like the stream workers.** Intersections fold independently, so the fold check
 is split into ``jobs`` groups of intersections (balanced by detector count), each a forked
@@ -38,6 +39,7 @@ from controllers.replay import (
 )
 from controllers.strategy import AdaptiveSaturation
 from controllers.traffic_state import IntersectionLayout
+from infra.vms_archive import replay_vms
 from streams.fold_task import FOLDED_TYPES
 from streams.topology import load_topology
 
@@ -164,6 +166,9 @@ def run_replay(database_url: str, since: datetime, until: datetime, *, progress:
     else:
         parts = _in_parallel(database_url, until, [{k: topology.layouts[k] for k in g} for g in groups], progress,
                              topology.corridors if decisions else None, strategy, checksum)
+    if decisions:
+        with psycopg.connect(database_url) as conn:
+            parts.append(replay_vms(conn, until)[0])
     report = merge_reports(parts)
     # the jobs report in the order they finish: the first difference is the earliest (fold checks name their time)
     report.differences = sorted((d for d in report.differences if _at_or_after(d, since)),

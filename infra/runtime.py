@@ -128,6 +128,7 @@ class Runtime:
         """What runs where (also written to runtime.json)."""
         return {
             "started_at": self.started_at.isoformat(),
+            "clock": self.simclock.to_env() if self.simclock is not None else None,  # for CLI tools acting on this run
             "data_dir": str(self.data_dir.resolve()),
             "kafka": {"bootstrap": self.bootstrap, "embedded": self.broker is not None,
                       "pid": self.broker.pid if self.broker else None, "epoch": self.epoch},

@@ -4,12 +4,14 @@ them, the network (plans and detectors) and the configuration checksum every VMS
 from __future__ import annotations
 
 import hashlib
+import string
 from functools import cache
 from pathlib import Path
 
 from controllers.errors import ConfigurationError
 from controllers.vms_config import BoardSite, VmsPolicyConfig
 from controllers.vms_policy import VmsNetwork
+from controllers.vms_text import TextError, render
 from devices.vms_model import BoardCatalogue, capabilities, check_placements, load_boards, load_model
 from infra.yaml_data import load_yaml_model
 from streams.topology import Topology, load_topology
@@ -67,12 +69,33 @@ def vms_checksum(policy: VmsPolicyConfig, network: VmsNetwork) -> str:
 
 
 def check_policy(policy: VmsPolicyConfig, network: VmsNetwork) -> None:
-    """Places named for every junction a board can talk about; calendar boards that exist. ConfigurationError naming
+    """Places named for every junction a board can talk about; calendar boards that exist; rule templates using only the
+    rules' placeholders; every calendar entry's text fitting every board it is announced on. ConfigurationError naming
     every problem."""
     problems = []
     talked_about = {j for b in network.boards for j in b.downstream}
     problems += [f"junction {j} has no place name for the boards" for j in sorted(talked_about - set(policy.places))]
     known = {b.id for b in network.boards}
     problems += [f"calendar {e.id}: unknown board {b}" for e in policy.calendar for b in e.boards if b not in known]
+    rule_params = {"what", "place", "dest", "minutes"}
+    rule_templates = {r.template for r in policy.incidents} | {r.template for r in (
+        policy.signals_out, policy.congestion, policy.travel_time) if r is not None}
+    for name in sorted(rule_templates):
+        for variant in policy.templates[name].variants:
+            used = {f for line in [*variant.id, *variant.en] for _, f, _, _ in string.Formatter().parse(line) if f}
+            problems += [f"template {name}: unknown placeholder {{{p}}} (rules give {sorted(rule_params)})"
+                         for p in sorted(used - rule_params)]
+    for entry in policy.calendar:
+        words = policy.words.get(entry.kind)
+        params = {"what": (words.id, words.en) if words else (entry.kind, entry.kind),
+                  **{k: (v, v) for k, v in entry.params.items()}}
+        for board in network.boards:
+            if board.id in entry.boards or board.road in entry.roads:
+                try:
+                    pages, why = render(policy.templates[entry.template], params, board, policy.display.page_time_s)
+                except TextError as err:
+                    pages, why = None, str(err)
+                if pages is None:
+                    problems.append(f"calendar {entry.id} on {board.id}: {why}")
     if problems:
         raise ConfigurationError("VMS policy: " + "; ".join(problems))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -42,10 +43,12 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
     assert kinds.get("TrafficMeasured", 0) > 0, kinds
     assert kinds.get("CommandIssued", 0) > 0, kinds  # adaptive decisions were taken ...
     assert all(n <= 1 for _, n in outcomes) and sum(n for _, n in outcomes) > 0  # ... and each ended at most once
-    check_the_incident_reached_the_board_upstream_and_cleared(database_url)
+    shown_at = check_the_incident_reached_the_board_upstream_and_cleared(database_url)
     with psycopg.connect(database_url) as conn:
         signal_commands = conn.execute("SELECT count(*) FROM events WHERE type = 'CommandIssued' AND source = 'lalin:decide'"
                                        ).fetchone()[0]
+        vms_commands = conn.execute("SELECT count(*) FROM events WHERE type = 'CommandIssued' AND source = 'lalin:vms'"
+                                    ).fetchone()[0]
     checked = []
     for jobs in ("2", "1"):  # the fold check split between two processes, and all in one
         replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",
@@ -56,8 +59,23 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
         assert body["differences"] == []
         assert body["summaries_checked"] == kinds["TrafficMeasured"]
         assert body["commands_checked"] == signal_commands
+        assert body["vms_evaluations_checked"] == kinds["VmsEvaluated"] and body["vms_commands_checked"] == vms_commands
         checked.append((body["events"], body["summaries_checked"], body["commands_checked"]))
     assert checked[0] == checked[1]
+    # the operator's and the auditor's views of the boards, from the archive
+    status = subprocess.run([*LALIN, "vms", "status", "--database-url", database_url, "--json"], capture_output=True,
+                            text=True, env=env, timeout=60, check=False)
+    assert status.returncode == 0, status.stderr
+    boards = {b["board_id"]: b for b in json.loads(status.stdout)}
+    assert boards["vms-sunset-03"]["display"]["status"] == "displaying", boards["vms-sunset-03"]
+    assert boards["vms-sunset-03"]["last_command"]["outcome"] == "acknowledged"
+    explain = subprocess.run([*LALIN, "vms", "explain", "vms-sunset-03", "--at", shown_at.isoformat(), "--database-url",
+                              database_url, "--json"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert explain.returncode == 0, explain.stderr
+    why = json.loads(explain.stdout)
+    assert why["decision"]["cause"] == "incident:K03:S" and why["cause"]["evidence"]["kind"] == "stalled_vehicle"
+    assert why["reproduced"] and why["cause"]["input_event_ids"], why
+    assert why["commands"][0]["rule"] == "vms.incident_blocking" and why["commands"][0]["outcome"] == "acknowledged"
     # An archived count altered afterwards: the (parallel) replay names the summary that no longer follows.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")  # past the append-only trigger, as a tamperer would
@@ -73,7 +91,7 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
     assert f"FIRST DIFFERENCE (fold) at {altered[0][0]} #" in replay.stdout, replay.stdout
 
 
-def check_the_incident_reached_the_board_upstream_and_cleared(database_url: str) -> None:
+def check_the_incident_reached_the_board_upstream_and_cleared(database_url: str) -> datetime:
     """The stalled vehicle reached the nearest board upstream of it within two minutes of the camera reporting it, only
     that board, each VMS command was read back from the board, and the message came down within two minutes of the
     policy's clearing delay after the camera last saw it."""
@@ -100,3 +118,4 @@ def check_the_incident_reached_the_board_upstream_and_cleared(database_url: str)
                and kind == "vms_blank"]
     assert cleared, vms
     assert 0 < (cleared[0] - last_seen).total_seconds() <= 180 + 120, (last_seen, cleared)
+    return shown[0][0]

@@ -41,6 +41,7 @@ from controllers.payloads import (
     VmsStatus,
     VolumeByClass,
 )
+from controllers.errors import ConfigurationError
 from controllers.plan import Plan
 from controllers.vms_config import VmsPolicyConfig
 from controllers.vms_policy import CANCEL_ACTION, SEND_ACTION, VmsNetwork, VmsPolicy
@@ -133,16 +134,34 @@ def board(record: VmsEvaluated, board_id: str):
 def test_the_shipped_policy_fits_every_board_it_can_address() -> None:
     check_policy(POLICY, NETWORK)
     words = list(POLICY.words.values())
+    about_junctions = ["incident", "signals_out", "congestion", "travel_time"]
     for b in NETWORK.boards:
         for junction in b.downstream:
             place = POLICY.places[junction]
             for w in words:
                 params = {"what": (w.id, w.en), "place": (place.id, place.en), "dest": (place.id, place.en),
-                          "minutes": ("59", "59"), "day_id": ("30 MARET", "30 MARET"), "day_en": ("30 MARCH", "30 MARCH")}
-                for name, template in POLICY.templates.items():
-                    pages, problem = render(template, params, b, POLICY.display.page_time_s)
+                          "minutes": ("59", "59")}
+                for name in about_junctions:
+                    pages, problem = render(POLICY.templates[name], params, b, POLICY.display.page_time_s)
                     assert pages is not None, f"{name} on {b.id} for {junction} / {w.id}: {problem}"
                     assert len(pages) == 2 and fit_problem(b, pages) is None
+    for entry in POLICY.calendar:
+        words_of = POLICY.words[entry.kind]
+        params = {"what": (words_of.id, words_of.en), **{k: (v, v) for k, v in entry.params.items()}}
+        for b in NETWORK.boards:
+            if b.road in entry.roads or b.id in entry.boards:
+                pages, problem = render(POLICY.templates[entry.template], params, b, POLICY.display.page_time_s)
+                assert pages is not None and len(pages) == 2, f"{entry.id} on {b.id}: {problem}"
+
+
+def test_the_policy_check_names_texts_that_cannot_be_shown() -> None:
+    data = POLICY.model_dump(mode="json")
+    data["calendar"][0]["params"]["day_id"] = "SEMBILAN MARET TAHUN DEPAN"  # too long for every wording on 3x18 boards
+    data["templates"]["congestion"]["variants"][0]["id"][1] = "DI {junction}"  # a placeholder no rule gives
+    with pytest.raises(ConfigurationError) as err:
+        check_policy(VmsPolicyConfig.model_validate(data), NETWORK)
+    assert "calendar nyepi-1949 on vms-sunset-01: no wording fits" in str(err.value)
+    assert "template congestion: unknown placeholder {junction}" in str(err.value)
 
 
 def test_an_incident_goes_to_the_nearest_upstream_board_moves_when_it_fails_and_clears() -> None:
@@ -311,6 +330,26 @@ def test_signals_out_is_a_safety_message_to_both_directions() -> None:
     targets = sorted(c.target for c in commands)
     assert targets == ["vms-sunset-01", "vms-sunset-02"]  # the nearest boards with K02 ahead, each way
     assert all(board(record, b).priority == POLICY.priorities.safety for b in targets)
+
+
+def test_the_calendar_announces_nyepi_and_ceremonies_on_their_roads_from_the_announcement_on() -> None:
+    nyepi = next(e for e in POLICY.calendar if e.kind == "nyepi")
+    melasti = next(e for e in POLICY.calendar if e.kind == "ceremony")
+    h = Harness()
+    record, commands = h.step(melasti.announce_from - timedelta(seconds=1))
+    assert commands == [] and all(b.cause is None for b in record.boards)
+    record, commands = h.step(melasti.announce_from)
+    bypass = {b.id for b in NETWORK.boards if b.road in melasti.roads}
+    assert {c.target for c in commands} == bypass and len(bypass) == 2
+    pages = board(record, sorted(bypass)[0]).pages
+    assert pages == [["UPACARA ADAT MELASTI", "5 MARET 07.00-12.00", "JALAN DIALIHKAN"],
+                     ["CEREMONY", "5 MARCH 07.00-12.00", "ROAD DIVERTED"]]
+    assert all(board(record, b).priority == POLICY.priorities.closure for b in bypass)
+    record, commands = h.step(melasti.end)
+    assert {c.target for c in commands} == bypass and all(isinstance(c.command, VmsBlankCommand) for c in commands)
+    record, commands = h.step(nyepi.announce_from)
+    assert {c.target for c in commands} == {b.id for b in NETWORK.boards}  # every board stands on one of its roads
+    assert board(record, "vms-sunset-01").pages[0] == ["HARI RAYA NYEPI", "9 MARET 06.00", "JALAN DITUTUP"]
 
 
 # --- properties ----------------------------------------------------------------------------------
