@@ -2,6 +2,10 @@
 outcomes and operator orders in; at each evaluation, every board's message and the commands to get it
 there, with the reasons.
 
+The parts: :mod:`controllers.vms_state` (the state and the fold of the inputs),
+:mod:`controllers.vms_causes` (the causes and their hysteresis), :mod:`controllers.vms_evidence`
+(direction measures, travel times), :mod:`controllers.vms_text` (texts); this module decides.
+
 Inputs (:meth:`VmsPolicy.apply`, each update commutative, so a batch folds the same in any order):
 ``TrafficMeasured`` (the latest per junction; camera incidents with the last window that saw
 them), ``VmsDisplayReported`` and ``VmsFaulted`` (the latest per board and fault kind by event
@@ -12,7 +16,7 @@ Evaluation (:meth:`VmsPolicy.evaluate`, at the instant ``at`` passed in; never a
 
 1. Delivery: a message a board refused (rejected) or did not confirm within
    ``max_attempts`` sends moves away from that board (the board is *failed* for that cause for
-   ``failed_rest_s``); one not yet confirmed is re-sent after ``retry_after_s``; a board whose
+   ``FAILED_REST_S``, 10 minutes); one not yet confirmed is re-sent after ``retry_after_s``; a board whose
    report shows something other than what lalin keeps on it (a power cycle, a local change) is
    sent it again the same way.
 2. Causes, each with hysteresis (a cause, once live, stays live at least ``min_display_s``):
@@ -42,177 +46,43 @@ reproduces both bit for bit. Times are seconds since the epoch inside the state.
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 
 from controllers.envelope import Envelope
 from controllers.payloads import (
-    CommandAcknowledged,
     CommandIssued,
-    ControlMode,
-    OperatorActed,
     Provenance,
-    TimeWindow,
-    TrafficMeasured,
     VmsAction,
     VmsBlankCommand,
     VmsBoardDecision,
     VmsCandidate,
     VmsCauseStatus,
-    VmsDisplayReported,
     VmsEvaluated,
-    VmsFaulted,
     VmsMessageCommand,
 )
-from controllers.plan import Plan
-from controllers.vms_config import BoardSite, Category, Facing, VmsPolicyConfig, calendar_active
-from controllers.vms_evidence import DetectorsByMovement, DirectionMeasure, approach_facing, measure_direction, travel_time
-from controllers.vms_text import Params, TextError, fit_problem, operator_pages, render
+from controllers.vms_causes import Candidate, CauseFinder
+from controllers.vms_config import BoardSite, VmsPolicyConfig
+from controllers.vms_state import (
+    CANCEL_ACTION,
+    SEND_ACTION,
+    Showing,
+    VmsFold,
+    VmsNetwork,
+    VmsState,
+)
+from controllers.vms_text import TextError, fit_problem, render
+
+__all__ = ["CANCEL_ACTION", "SEND_ACTION", "VmsNetwork", "VmsPolicy", "VmsState"]
 
 VMS_NAMESPACE = uuid.UUID("3c0f7a0e-5b7e-4d55-8f0c-6a1a5e9d2b71")
 RULE_VERSION = "1"
-SEND_ACTION, CANCEL_ACTION = "vms_send", "vms_cancel"
-MAX_CITED = 5000
 FAILED_REST_S = 600.0  # a board failed for a cause is tried again for it after this (s)
 STALE_ACK_FACTOR = 4  # no outcome at all after this many retry intervals: treated as not confirmed
-
-
-class InvalidOrder(ValueError):
-    """An operator order the policy cannot carry out (unknown board, text that does not fit, past expiry)."""
-
-
-# --- the state --------------------------------------------------------------------------------
-class Sighting(msgspec.Struct):
-    """A camera incident on an approach: the last window that saw it (s), its kind and confidence then."""
-
-    kind: str
-    confidence: float
-    last_s: float
-    summary_id: uuid.UUID
-    seq: int = 0
-
-
-class Feedback(msgspec.Struct):
-    """What a board last reported (by event time and sequence)."""
-
-    status: str = "blank"
-    message_id: str | None = None
-    priority: int | None = None
-    order: tuple[float, int] = (-math.inf, 0)
-
-
-class Order(msgspec.Struct, frozen=True):
-    """An operator's message for a board until ``until_s`` (s), with who and why."""
-
-    order_id: uuid.UUID
-    board_id: str
-    pages: list[list[str]]
-    until_s: float
-    operator: str
-    reason: str
-    issued_s: float
-    cancelled_s: float | None = None
-
-
-class CauseTrack(msgspec.Struct):
-    """Hysteresis of one cause: when its condition started to hold (s), when it went live, when it started to clear."""
-
-    on: bool = False
-    pending_since_s: float | None = None
-    onset_s: float | None = None
-    clear_since_s: float | None = None
-
-
-class Showing(msgspec.Struct):
-    """What lalin keeps on a board: the cause, text, priority, when this text went up, and its delivery."""
-
-    cause: str
-    rule: str
-    category: str
-    priority: int
-    pages: list[list[str]]
-    since_s: float
-    command_id: uuid.UUID
-    sent_s: float
-    attempt: int
-    hold_until_s: float
-    value: int | None = None  # the travel time shown (min)
-    operator: str | None = None
-    reason: str | None = None
-    inputs: list[uuid.UUID] = []
-
-
-class VmsState(msgspec.Struct):
-    """Everything the policy remembers (snapshotted with the offsets it covers)."""
-
-    at_s: float = -math.inf
-    stream_time_s: float = -math.inf
-    evaluations: int = 0
-    commands: int = 0
-    summaries: dict[str, TrafficMeasured] = {}
-    summary_ids: dict[str, uuid.UUID] = {}
-    summary_order: dict[str, tuple[float, int]] = {}
-    sightings: dict[str, Sighting] = {}  # "<junction>/<approach>"
-    feedback: dict[str, Feedback] = {}
-    faults: dict[str, dict[str, tuple[bool, float, int]]] = {}  # board -> fault -> (active, t, seq)
-    acks: dict[str, tuple[str, str]] = {}  # command id -> (outcome, detail)
-    orders: dict[str, Order] = {}
-    causes: dict[str, CauseTrack] = {}
-    showing: dict[str, Showing] = {}
-    failed: dict[str, dict[str, tuple[float, str]]] = {}  # board -> cause -> (since s, why)
-    ours: dict[str, list[str]] = {}  # board -> the last message ids lalin sent it
-    cited: list[uuid.UUID] = []
-
-
-# --- the network the policy works on ------------------------------------------------------------
-@dataclass(frozen=True)
-class VmsNetwork:
-    """The plans (junction id -> plan), each junction's detectors per movement, and the boards."""
-
-    plans: Mapping[str, Plan]
-    detectors: Mapping[str, DetectorsByMovement]
-    boards: Sequence[BoardSite]
-    board_by_id: Mapping[str, BoardSite] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "board_by_id", {b.id: b for b in self.boards})
-
-    def chainage(self, junction: str) -> tuple[str, float, float] | None:
-        """(corridor, chainage m, progression speed km/h) of a coordinated junction, else None."""
-        plan = self.plans.get(junction)
-        if plan is None or plan.coordination is None:
-            return None
-        c = plan.coordination
-        return c.corridor, c.chainage_m, c.progression_speed_kmh
-
-
-@dataclass
-class Candidate:
-    """A message some cause proposes, before placement."""
-
-    cause: str
-    rule: str
-    category: Category
-    template: str | None
-    params: Params
-    evidence: dict[str, str]
-    inputs: list[uuid.UUID]
-    junction: str | None = None  # located causes: the junction, the directions, and how far they reach
-    facings: tuple[Facing, ...] = ()
-    max_boards: int = 0
-    max_distance_m: float = 0.0
-    boards: tuple[str, ...] = ()  # fixed boards (operator, calendar, travel time, default)
-    pages: list[list[str]] | None = None  # fixed text (operator)
-    value: int | None = None
-    operator: str | None = None
-    reason: str | None = None
-    until_s: float | None = None
-    window: TimeWindow | None = None
 
 
 @dataclass
@@ -229,10 +99,6 @@ def _t(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    return "unknown" if value is None else f"{value:.2f} {unit}".replace(".00 ", " ")
-
-
 class VmsPolicy:
     """The policy over a network (mutable state; see the module docstring)."""
 
@@ -240,77 +106,12 @@ class VmsPolicy:
                  state: VmsState | None = None) -> None:
         self.config, self.network, self.config_checksum = config, network, config_checksum
         self.state = state if state is not None else VmsState()
+        self._causes = CauseFinder(config, network)
 
     # --- fold ------------------------------------------------------------------------------
     def apply(self, event: Envelope) -> bool:
         """Fold one event; True when it concerns the policy (it is then cited by the next evaluation)."""
-        p, st = event.payload, self.state
-        if isinstance(p, TrafficMeasured):
-            concerns = self._summary(p, event)
-        elif isinstance(p, (VmsDisplayReported, VmsFaulted, CommandAcknowledged)):
-            concerns = self._board_report(p, event)
-        elif isinstance(p, OperatorActed):
-            concerns = self._order(p, event)
-        else:
-            concerns = False
-        if concerns:
-            if len(st.cited) < MAX_CITED:
-                st.cited.append(event.event_id)
-            st.stream_time_s = max(st.stream_time_s, event.event_time.timestamp())
-        return concerns
-
-    def _summary(self, p: TrafficMeasured, event: Envelope) -> bool:
-        st = self.state
-        if p.intersection_id not in self.network.plans:
-            return False
-        end_s = p.window.end.timestamp()
-        order = (end_s, event.seq)  # the latest window wins (the sequence number only breaks ties)
-        if order > st.summary_order.get(p.intersection_id, (-math.inf, 0)):
-            st.summaries[p.intersection_id], st.summary_ids[p.intersection_id] = p, event.event_id
-            st.summary_order[p.intersection_id] = order
-        for a in p.approaches:
-            if a.incident is not None:
-                key = f"{p.intersection_id}/{a.approach}"
-                seen = st.sightings.get(key)
-                if seen is None or order > (seen.last_s, seen.seq):
-                    st.sightings[key] = Sighting(a.incident.kind.value, a.incident.confidence, end_s, event.event_id, event.seq)
-        return True
-
-    def _board_report(self, p: VmsDisplayReported | VmsFaulted | CommandAcknowledged, event: Envelope) -> bool:
-        st = self.state
-        board_id = p.target if isinstance(p, CommandAcknowledged) else p.board_id
-        if board_id not in self.network.board_by_id:
-            return False
-        order = (event.event_time.timestamp(), event.seq)
-        if isinstance(p, VmsDisplayReported):
-            fb = st.feedback.get(board_id)
-            if fb is None or order > fb.order:
-                st.feedback[board_id] = Feedback(p.status.value, p.message_id, p.priority, order)
-        elif isinstance(p, VmsFaulted):
-            faults = st.faults.setdefault(board_id, {})
-            held = faults.get(p.fault.value)
-            if held is None or order > (held[1], held[2]):
-                faults[p.fault.value] = (p.active, *order)
-        else:
-            st.acks[str(p.command_id)] = (p.outcome.value, p.detail)
-        return True
-
-    def _order(self, p: OperatorActed, event: Envelope) -> bool:
-        if p.action == SEND_ACTION and p.target in self.network.board_by_id:
-            try:
-                until_s = datetime.fromisoformat(p.detail["until"]).timestamp()
-                pages = operator_pages(p.detail["text"])
-            except (KeyError, ValueError):
-                return False  # refused when it was given (the CLI checks it); nothing to carry out
-            order = Order(event.event_id, p.target, pages, until_s, p.operator, p.reason, event.event_time.timestamp())
-            self.state.orders.setdefault(str(event.event_id), order)
-            return True
-        if p.action == CANCEL_ACTION and p.target in self.network.board_by_id:
-            for key, order in self.state.orders.items():
-                if order.board_id == p.target and order.cancelled_s is None and order.issued_s <= event.event_time.timestamp():
-                    self.state.orders[key] = msgspec.structs.replace(order, cancelled_s=event.event_time.timestamp())
-            return True
-        return False
+        return VmsFold(self.network, self.state).apply(event)
 
     # --- evaluate --------------------------------------------------------------------------
     def evaluate(self, at: datetime) -> tuple[VmsEvaluated, list[CommandIssued]]:
@@ -324,7 +125,7 @@ class VmsPolicy:
         problems: list[str] = []
         in_use = self._in_use(at_s)
         self._delivery(at_s, in_use, problems)
-        candidates = self._candidates(at, at_s)
+        candidates = self._causes.find(st, at)
         offers, notes, placed = self._place(candidates, in_use, at_s)
         decisions: list[VmsBoardDecision] = []
         commands: list[CommandIssued] = []
@@ -399,200 +200,6 @@ class VmsPolicy:
                 and (fb.status != "displaying" or fb.message_id != str(showing.command_id)):
             return f"the board reports {fb.status} {fb.message_id or ''}".rstrip() + " instead"
         return None
-
-    # --- 2. causes ---------------------------------------------------------------------------
-    def _candidates(self, at: datetime, at_s: float) -> list[Candidate]:
-        out = self._operator(at_s)
-        out += self._incidents(at_s)
-        out += self._signals_out(at_s)
-        out += self._congestion(at_s)
-        out += self._travel_times(at_s)
-        out += self._calendar(at)
-        if self.config.default_template is not None:
-            out += [Candidate(f"default:{b.id}", "default", "default", self.config.default_template, {}, {}, [],
-                              boards=(b.id,)) for b in self.network.boards]
-        return out
-
-    def _track(self, cause: str, condition: bool, at_s: float, on_after_s: float, off_after_s: float) -> bool:
-        """Hysteresis: live once ``condition`` held ``on_after_s``; ends once it failed ``off_after_s`` and the cause has
-        been live, and on every board showing it, ``min_display_s``. True while live."""
-        track = self.state.causes.setdefault(cause, CauseTrack())
-        if not track.on:
-            if not condition:
-                track.pending_since_s = None
-                return False
-            if track.pending_since_s is None:
-                track.pending_since_s = at_s
-            if at_s - track.pending_since_s >= on_after_s:
-                track.on, track.onset_s, track.clear_since_s = True, at_s, None
-            return track.on
-        if condition:
-            track.clear_since_s = None
-            return True
-        if track.clear_since_s is None:
-            track.clear_since_s = at_s
-        onset = track.onset_s if track.onset_s is not None else at_s
-        shown_since = max([onset, *(s.since_s for s in self.state.showing.values() if s.cause == cause)])
-        if at_s - track.clear_since_s >= off_after_s and at_s - shown_since >= self.config.display.min_display_s:
-            self.state.causes[cause] = CauseTrack()
-            return False
-        return True
-
-    def _operator(self, at_s: float) -> list[Candidate]:
-        out = []
-        for key, order in sorted(self.state.orders.items(), key=lambda kv: (kv[1].issued_s, kv[0])):
-            if order.cancelled_s is not None or at_s >= order.until_s:
-                continue
-            out.append(Candidate(f"operator:{key}", "operator", "operator", None, {}, {
-                "operator": order.operator, "reason": order.reason[:200], "until": _t(order.until_s).isoformat()},
-                [order.order_id], boards=(order.board_id,), pages=order.pages, operator=order.operator,
-                reason=order.reason, until_s=order.until_s))
-        return out
-
-    def _incidents(self, at_s: float) -> list[Candidate]:
-        out = []
-        for key, seen in sorted(self.state.sightings.items()):
-            junction, approach = key.split("/", 1)
-            rule = next((r for r in self.config.incidents if seen.kind in {k.value for k in r.kinds}), None)
-            plan = self.network.plans.get(junction)
-            if rule is None or plan is None:
-                continue
-            cause = f"incident:{junction}:{approach}"
-            fresh = seen.confidence >= rule.min_confidence and at_s - seen.last_s <= rule.clear_after_s
-            if not self._track(cause, fresh, at_s, 0.0, 0.0):
-                continue
-            words = self.config.words.get(seen.kind)
-            what = (words.id, words.en) if words else (seen.kind.replace("_", " "), seen.kind.replace("_", " "))
-            out.append(Candidate(cause, rule.id, rule.category, rule.template, {"what": what, **self._place_params(junction)},
-                                 {"kind": seen.kind, "confidence": f"{seen.confidence:.2f}", "junction": junction,
-                                  "approach": approach, "last_seen": _t(seen.last_s).isoformat()},
-                                 [seen.summary_id], junction=junction, facings=tuple(approach_facing(plan, approach)),
-                                 max_boards=rule.max_boards, max_distance_m=rule.max_distance_m))
-        return out
-
-    @property
-    def _longest_clear_s(self) -> float:
-        return max((r.clear_after_s for r in self.config.incidents), default=0.0)
-
-    def _place_params(self, junction: str) -> dict[str, tuple[str, str]]:
-        name = self.config.places.get(junction)
-        return {"place": (name.id, name.en) if name else (junction, junction)}
-
-    def _signals_out(self, at_s: float) -> list[Candidate]:
-        rule = self.config.signals_out
-        if rule is None:
-            return []
-        out = []
-        for junction, summary in sorted(self.state.summaries.items()):
-            reasons = []
-            if summary.controller_mode in rule.modes:
-                reasons.append(f"mode {summary.controller_mode.value if summary.controller_mode else ''}")
-            if rule.unreachable and not summary.controller_reachable:
-                reasons.append("controller unreachable")
-            reasons += [f"fault {f.value}" for f in summary.faults_active if f in rule.faults]
-            cause = f"signals_out:{junction}"
-            if not self._track(cause, bool(reasons), at_s, 0.0, rule.clear_after_s):
-                continue
-            out.append(Candidate(cause, rule.id, "safety", rule.template, self._place_params(junction),
-                                 {"junction": junction, "condition": "; ".join(reasons) or "recovering (hysteresis)",
-                                  "mode": (summary.controller_mode or ControlMode.OFF).value,
-                                  "window_end": summary.window.end.isoformat()},
-                                 [self.state.summary_ids[junction]], junction=junction, facings=("outbound", "inbound"),
-                                 max_boards=rule.max_boards, max_distance_m=rule.max_distance_m, window=summary.window))
-        return out
-
-    def _measure(self, junction: str, facing: Facing) -> DirectionMeasure | None:
-        summary, plan = self.state.summaries.get(junction), self.network.plans.get(junction)
-        if summary is None or plan is None or plan.coordination is None:
-            return None
-        return measure_direction(plan, self.network.detectors.get(junction, {}), summary,
-                                 self.state.summary_ids[junction], facing)
-
-    def _congestion(self, at_s: float) -> list[Candidate]:
-        rule = self.config.congestion
-        if rule is None:
-            return []
-        out = []
-        for junction in sorted(self.state.summaries):
-            for facing in ("outbound", "inbound"):
-                m = self._measure(junction, facing)
-                if m is None:
-                    continue
-                on, off = rule.switch_on, rule.switch_off
-                hot = []
-                if on.degree_of_saturation is not None and m.degree_of_saturation is not None \
-                        and m.degree_of_saturation >= on.degree_of_saturation:
-                    hot.append(f"X {m.degree_of_saturation:.2f} >= {on.degree_of_saturation:g}")
-                if on.queue_m is not None and m.queue_m is not None and m.queue_m >= on.queue_m:
-                    hot.append(f"queue {m.queue_m:.0f} m >= {on.queue_m:g} m")
-                if on.speed_kmh is not None and m.speed_kmh is not None and m.speed_kmh <= on.speed_kmh:
-                    hot.append(f"speed {m.speed_kmh:.1f} km/h <= {on.speed_kmh:g} km/h")
-                if on.control_delay_s is not None and m.control_delay_s is not None and m.control_delay_s >= on.control_delay_s:
-                    hot.append(f"delay {m.control_delay_s:.0f} s >= {on.control_delay_s:g} s")
-                still = (off.degree_of_saturation is not None and m.degree_of_saturation is not None
-                         and m.degree_of_saturation > off.degree_of_saturation) or (
-                    off.queue_m is not None and m.queue_m is not None and m.queue_m > off.queue_m) or (
-                    off.speed_kmh is not None and m.speed_kmh is not None and m.speed_kmh < off.speed_kmh) or (
-                    off.control_delay_s is not None and m.control_delay_s is not None
-                    and m.control_delay_s > off.control_delay_s)
-                cause = f"congestion:{junction}:{facing}"
-                track = self.state.causes.get(cause)
-                condition = bool(hot) if track is None or not track.on else still
-                if not self._track(cause, condition, at_s, rule.on_after_s, rule.off_after_s):
-                    continue
-                summary = self.state.summaries[junction]
-                out.append(Candidate(cause, rule.id, "congestion", rule.template, self._place_params(junction), {
-                    "junction": junction, "facing": facing, "condition": "; ".join(hot) or "clearing (hysteresis)",
-                    "degree_of_saturation": _fmt(m.degree_of_saturation, ""), "queue_m": _fmt(m.queue_m, "m"),
-                    "speed_kmh": _fmt(m.speed_kmh, "km/h"), "control_delay_s": _fmt(m.control_delay_s, "s"),
-                    "withheld": "; ".join(m.withheld)[:300] or "none",
-                    "window_end": summary.window.end.isoformat()}, [m.summary_id], junction=junction, facings=(facing,),
-                    max_boards=rule.max_boards, max_distance_m=rule.max_distance_m, window=summary.window))
-        return out
-
-    def _travel_times(self, at_s: float) -> list[Candidate]:
-        rule = self.config.travel_time
-        if rule is None:
-            return []
-        out = []
-        for board in self.network.boards:
-            if board.corridor is None or board.chainage_m is None or board.facing is None or not board.downstream:
-                continue
-            path, measures = [], {}
-            for junction in board.downstream:
-                where = self.network.chainage(junction)
-                if where is None:
-                    break
-                path.append((junction, where[1], where[2]))
-                m = self._measure(junction, board.facing)
-                if m is not None:
-                    measures[junction] = m
-            estimate = travel_time(board.chainage_m, path, measures)
-            minutes = estimate.minutes
-            if minutes is None or minutes > rule.max_minutes:
-                continue  # withheld: the evaluation's cause list does not show it; the reason is in the evidence below
-            destination = board.downstream[-1]
-            inputs = [measures[j].summary_id for j, _, _ in path]
-            out.append(Candidate(f"travel_time:{board.id}", rule.id, "travel_time", rule.template,
-                                 {"minutes": (str(minutes), str(minutes)), "dest": self._place_params(destination)["place"]},
-                                 {"destination": destination, "minutes": str(minutes), "cruise_s": f"{estimate.cruise_s:.0f}",
-                                  "delays_s": ", ".join(f"{j} {d:.0f}" for j, d in estimate.delays_s)[:300]},
-                                 inputs, boards=(board.id,), value=minutes))
-        return out
-
-    def _calendar(self, at: datetime) -> list[Candidate]:
-        out = []
-        for entry in self.config.calendar:
-            if not calendar_active(entry, at):
-                continue
-            boards = tuple(b.id for b in self.network.boards if b.id in entry.boards or (b.road in entry.roads))
-            words = self.config.words.get(entry.kind)
-            params: dict[str, tuple[str, str]] = {"what": (words.id, words.en) if words else (entry.kind, entry.kind)}
-            params.update({k: (v, v) for k, v in entry.params.items()})
-            out.append(Candidate(f"calendar:{entry.id}", entry.id, "closure", entry.template, params,
-                                 {"kind": entry.kind, "start": entry.start.isoformat(), "end": entry.end.isoformat()},
-                                 [], boards=boards))
-        return out
 
     # --- 3. placement ------------------------------------------------------------------------
     def _place(self, candidates: Iterable[Candidate], in_use: Mapping[str, str | None], at_s: float) -> tuple[
@@ -829,7 +436,7 @@ class VmsPolicy:
                 del st.failed[board_id]
         st.orders = {k: o for k, o in st.orders.items() if o.cancelled_s is None and at_s < o.until_s}
         st.sightings = {k: v for k, v in st.sightings.items() if "incident:" + k.replace("/", ":") in live
-                        or at_s - v.last_s <= self._longest_clear_s}
+                        or at_s - v.last_s <= max((r.clear_after_s for r in self.config.incidents), default=0.0)}
         st.causes = {k: t for k, t in st.causes.items() if t.on or t.pending_since_s is not None}
 
     # --- snapshots ---------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from controllers.envelope import Envelope
 from controllers.payloads import CommandIssued, VmsEvaluated
 from controllers.replay import Difference, ReplayReport
 from controllers.vms_config import VmsPolicyConfig
-from controllers.vms_policy import VmsNetwork, VmsPolicy
+from controllers.vms_policy import VmsPolicy
+from controllers.vms_state import VmsNetwork
 
 
 def _json(payload: msgspec.Struct | None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controllers.errors import ConfigurationError
 from controllers.vms_config import BoardSite, VmsPolicyConfig
-from controllers.vms_policy import VmsNetwork
+from controllers.vms_state import VmsNetwork
 from controllers.vms_text import TextError, render
 from devices.vms_model import BoardCatalogue, capabilities, check_placements, load_boards, load_model
 from infra.yaml_data import load_yaml_model

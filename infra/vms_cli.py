@@ -30,7 +30,7 @@ import psycopg
 
 from controllers.payloads import OperatorActed
 from controllers.vms_config import BoardSite
-from controllers.vms_policy import CANCEL_ACTION, SEND_ACTION
+from controllers.vms_state import CANCEL_ACTION, SEND_ACTION
 from controllers.vms_text import fit_problem, operator_pages
 from infra.cli_common import (
     data_dir_option,

@@ -31,7 +31,8 @@ from controllers.envelope import Envelope, decode_event, encode_event, make_even
 from controllers.errors import InvalidEvent
 from controllers.payloads import CommandIssued, VmsAction, VmsEvaluated
 from controllers.vms_config import VmsPolicyConfig
-from controllers.vms_policy import VmsNetwork, VmsPolicy, VmsState
+from controllers.vms_policy import VmsPolicy
+from controllers.vms_state import VmsNetwork, VmsState
 from infra.fold_store import TaskSnapshot, load_snapshot, save_snapshot
 from infra.kafka import make_consumer
 from infra.settings import Settings

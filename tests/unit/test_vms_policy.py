@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controllers.envelope import Envelope, make_event
+from controllers.errors import ConfigurationError
 from controllers.payloads import (
     ApproachMeasure,
     CommandAcknowledged,
@@ -41,7 +42,6 @@ from controllers.payloads import (
     VmsStatus,
     VolumeByClass,
 )
-from controllers.errors import ConfigurationError
 from controllers.plan import Plan
 from controllers.vms_config import VmsPolicyConfig
 from controllers.vms_policy import CANCEL_ACTION, SEND_ACTION, VmsNetwork, VmsPolicy
