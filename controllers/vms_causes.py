@@ -56,11 +56,13 @@ class CauseFinder:
     def __init__(self, config: VmsPolicyConfig, network: VmsNetwork) -> None:
         self.config, self.network = config, network
         self.state = VmsState()
+        self._measures: dict[tuple[str, Facing], DirectionMeasure | None] = {}
 
     def find(self, state: VmsState, at: datetime) -> list[Candidate]:
         """Every cause live at ``at``, in a fixed order (operator, incidents, signals out, congestion, travel times,
         calendar, default)."""
         self.state, at_s = state, at.timestamp()
+        self._measures = {}
         out = self._operator(at_s)
         out += self._incidents(at_s)
         out += self._signals_out(at_s)
@@ -157,11 +159,15 @@ class CauseFinder:
         return out
 
     def _measure(self, junction: str, facing: Facing) -> DirectionMeasure | None:
-        summary, plan = self.state.summaries.get(junction), self.network.plans.get(junction)
-        if summary is None or plan is None or plan.coordination is None:
-            return None
-        return measure_direction(plan, self.network.detectors.get(junction, {}), summary,
-                                 self.state.summary_ids[junction], facing)
+        """The direction's measure in the latest summary (computed once per evaluation: congestion and travel times
+        share it)."""
+        key = (junction, facing)
+        if key not in self._measures:
+            summary, plan = self.state.summaries.get(junction), self.network.plans.get(junction)
+            self._measures[key] = None if summary is None or plan is None or plan.coordination is None else \
+                measure_direction(plan, self.network.detectors.get(junction, {}), summary,
+                                  self.state.summary_ids[junction], facing)
+        return self._measures[key]
 
     def _congestion(self, at_s: float) -> list[Candidate]:
         rule = self.config.congestion

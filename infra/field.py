@@ -76,8 +76,11 @@ class FieldDevices:
             sim = ControllerSimulator(site, plan, start_at=self.clock(), speed=self.speed)
             await sim.start()
             self.simulators.append(sim)
+            # the heartbeat is written in wall seconds and the controller's backup time runs in simulated seconds:
+            # at --speed 20 a 15-s backup is 0.75 s of wall time, so beat at least four times within it
+            heartbeat_s = max(0.05, min(1.0, site.backup_time_s / self.speed / 4)) if site.backup_time_s else 1.0
             driver = ControllerDriver(site, plan, sim.host, sim.port, sink, count_interval_s=self.count_interval_s,
-                                      clock=self.clock)
+                                      clock=self.clock, heartbeat_s=heartbeat_s)
             await driver.start()
             self.drivers.append(driver)
         if self.with_boards:

@@ -407,7 +407,7 @@ class Runtime:
                      asyncio.create_task(self.executor.run(self._stop), name="executor"),
                      asyncio.create_task(self._supervise_workers(), name="workers")]
             if self.vms is not None:
-                tasks.append(asyncio.create_task(self.vms.run(self._stop), name="vms"))
+                tasks.append(asyncio.create_task(self._supervise_vms(), name="vms"))
             await self._stop.wait()
         finally:
             for task in tasks:
@@ -429,6 +429,28 @@ class Runtime:
         check_policy(policy, network)
         return VmsLoop(self.settings, self.bootstrap, self.database_url, self.epoch, policy, network,
                        vms_checksum(policy, network), self.publisher.producer, self.clock, say=self.say)
+
+    async def _supervise_vms(self) -> None:
+        """Run the VMS loop; when it fails (database or broker trouble), alarm and start it again from its snapshot."""
+        backoff_s = 1.0
+        while not self._stop.is_set():
+            vms = self.vms
+            assert vms is not None
+            try:
+                if vms.consumer is None:
+                    await vms.start()
+                await vms.run(self._stop)
+                return
+            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
+                self.say(f"ALARM VMS loop failed ({type(err).__name__}: {err}); restarting in {backoff_s:.0f} s "
+                         "from its stored state and offsets")
+            await vms.stop()
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=backoff_s)
+                return
+            except TimeoutError:
+                backoff_s = min(backoff_s * 2, 30.0)
+            self.vms = self._vms_loop()
 
     async def _supervise_workers(self) -> None:
         assert self.workers is not None

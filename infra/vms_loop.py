@@ -28,7 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from controllers.envelope import Envelope, decode_event, encode_event, make_event
-from controllers.errors import InvalidEvent
+from controllers.errors import ConfigurationError, InvalidEvent
 from controllers.payloads import CommandIssued, VmsAction, VmsEvaluated
 from controllers.vms_config import VmsPolicyConfig
 from controllers.vms_policy import VmsPolicy
@@ -81,6 +81,11 @@ class VmsLoop:
             self.offsets, self.folded, self.evaluations = dict(snapshot.offsets), snapshot.folded, snapshot.emitted
         self.consumer = make_consumer(self.settings.kafka, self.bootstrap, None)
         await self.consumer.start()
+        missing = [t for t in INPUT_TOPICS if not self.consumer.partitions_for_topic(t)]
+        if missing:
+            await self.stop()
+            raise ConfigurationError(f"the VMS loop's input topics {missing} are not on the broker {self.bootstrap} "
+                                     "(provision the topics first)")
         partitions = [TopicPartition(t, p) for t in INPUT_TOPICS for p in sorted(self.consumer.partitions_for_topic(t) or ())]
         self.consumer.assign(partitions)
         for tp in partitions:
