@@ -165,7 +165,8 @@ class ControllerDriver:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.reconnect_max_s)
                 continue
-            await asyncio.sleep(self.poll_s)
+            # the next poll, or the next heartbeat when that comes sooner (a heartbeat shorter than the poll is kept)
+            await asyncio.sleep(max(0.0, min(self.poll_s, next_beat - loop.time())))
 
     async def _write_checked(self, address: int, value: int, what: str) -> None:
         response = await self._request("write_register", address, value)
