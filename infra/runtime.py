@@ -3,8 +3,9 @@
 Order of start: lock the data directory -> embedded PostgreSQL and Tansu (unless
 ``LALIN_DATABASE__URL`` / ``LALIN_KAFKA__BOOTSTRAP`` name external ones) -> migrations ->
 producer and broker epoch (provisioning topics) -> archiver, epoch watchdog, demo generator,
-field devices (controller simulators and lalin's Modbus drivers), checkpoints and the live
-summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
+field devices (controller simulators and lalin's Modbus drivers, VMS board simulators and
+lalin's OPC UA drivers), the closed loop (twin, stream workers, command executor, automatic
+VMS), checkpoints and the live summary. SIGINT/SIGTERM (or ``--duration``) stops them in reverse.
 """
 
 from __future__ import annotations
@@ -402,7 +403,9 @@ class Runtime:
             start = self.clock().astimezone(WITA)
             self.say(f"  loop      SUMO twin of Jl. Sunset Road from {start:%Y-%m-%d %H:%M} WITA at x{loop.speed:g} "
                      f"(seed {loop.seed}); {loop.workers} stream worker(s) (pids {self.workers.pids()}); "
-                     f"strategy adaptive_saturation; commands executed through the Modbus drivers")
+                     f"strategy adaptive_saturation; "
+                     f"{f'automatic VMS on {len(field.board_drivers)} boards; ' if self.vms is not None else ''}"
+                     "commands executed through the Modbus and OPC UA drivers")
             tasks = [asyncio.create_task(self.twin.run(self._stop), name="twin"),
                      asyncio.create_task(self.executor.run(self._stop), name="executor"),
                      asyncio.create_task(self._supervise_workers(), name="workers")]
