@@ -4,6 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lalin-installed
+# The browser of the dashboard's tests: Debian's Chromium and its driver (nothing is downloaded by the tests).
+BROWSER := /usr/bin/chromedriver
+APT := $(shell test "$$(id -u)" = 0 || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: run test test-external-pg lint bench clean
 
@@ -17,7 +20,11 @@ $(STAMP): setup.py pyproject.toml requirements.txt requirements-dev.txt $(wildca
 run: $(STAMP)
 	$(BIN)/lalin up
 
-test: $(STAMP)
+$(BROWSER):
+	$(APT) update -qq
+	$(APT) install -y -qq chromium chromium-driver
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/ruff check controllers cext infra streams devices tests bench
 	$(BIN)/mypy
 	LALIN_NO_EXTENSIONS=1 $(BIN)/pytest -q -p no:cacheprovider tests/unit  # the pure-Python twins

@@ -178,6 +178,10 @@ class VmsDriver:
         """Whether the OPC UA session is up now."""
         return self._client is not None and self._client.uaclient.state is UaClientState.CONNECTED
 
+    def active_faults(self) -> list[str]:
+        """The faults raised and not cleared (comms_lost, power_failure, ...), sorted."""
+        return sorted(kind.value for kind, active in self._faults.items() if active)
+
     async def start(self, *, retry: bool = False) -> None:
         """Connect, read the board's picture, subscribe. BoardConnectionError (naming the board, URL
         and status code) when the board is unreachable or refuses the certificate, user or password.

@@ -52,6 +52,7 @@ from infra.topics import TopicCatalogue, load_catalogue
 from infra.twin_loop import TwinLoop, seconds_after_local_midnight
 from infra.vms_catalogue import check_policy, load_policy, vms_checksum, vms_network
 from infra.vms_loop import VmsLoop
+from infra.web import Dashboard, LiveView
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Runtime:
         self.twin: TwinLoop | None = None
         self.executor: CommandExecutor | None = None
         self.vms: VmsLoop | None = None
+        self.dashboard: Dashboard | None = None
         self.workers: WorkerProcesses | None = None
         self.report: dict[str, Any] | None = None
         self.data_dir = settings.runtime.data_dir
@@ -130,6 +132,7 @@ class Runtime:
         return {
             "started_at": self.started_at.isoformat(),
             "clock": self.simclock.to_env() if self.simclock is not None else None,  # for CLI tools acting on this run
+            "web": self.dashboard.url if self.dashboard is not None else None,
             "data_dir": str(self.data_dir.resolve()),
             "kafka": {"bootstrap": self.bootstrap, "embedded": self.broker is not None,
                       "pid": self.broker.pid if self.broker else None, "epoch": self.epoch},
@@ -350,6 +353,7 @@ class Runtime:
                                   speed=self.settings.loop.speed if self.loop_on else 1.0)
         try:
             await self.field.start()
+            await self._start_dashboard()
             if self.field.pki_created:
                 self.say(f"  pki       site CA, device certificates and users created in {self.data_dir / 'pki'}")
             self.say(f"  devices   {len(self.field.simulators)} signal-controller simulators (Modbus TCP "
@@ -361,7 +365,21 @@ class Runtime:
             else:
                 await self.field.run(self._stop)
         finally:
+            if self.dashboard is not None:
+                await self.dashboard.stop()
             await self.field.stop()
+
+    async def _start_dashboard(self) -> None:
+        """The live dashboard on the field devices and the automatic VMS (docs/dashboard.md)."""
+        web_settings = self.settings.web
+        if not web_settings.enabled:
+            return
+        view = LiveView(vms_network(), lambda: self.field, lambda: self.vms, self.clock)
+        self.dashboard = Dashboard(view, host=web_settings.host, port=web_settings.port, interval_s=web_settings.interval_s)
+        await self.dashboard.start()
+        if not self.worker:
+            self.runfile.publish(self.describe())
+        self.say(f"  web       {self.dashboard.url} (live map of the junctions and boards, alarms)")
 
     # --- the closed loop ---------------------------------------------------------------------
     async def _closed_loop(self, field: FieldDevices) -> None:

@@ -64,6 +64,15 @@ class DeviceSettings(BaseModel):
     count_interval_s: float = Field(60.0, gt=0, le=3600, description="seconds of detector counts per DetectorCounted event")
 
 
+class WebSettings(BaseModel):
+    """The live dashboard ``lalin up`` serves (read-only map, state and alarms; docs/dashboard.md)."""
+
+    enabled: bool = Field(True, description="serve the dashboard")
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
+    port: int = Field(0, ge=0, le=65_535, description="port; 0: a free one (printed, and in runtime.json)")
+    interval_s: float = Field(1.0, gt=0, le=60, description="wall seconds between live updates")
+
+
 class LoopSettings(BaseModel):
     """The closed loop of ``lalin up``: the SUMO twin of Jl. Sunset Road, the stream workers, the decisions."""
 
@@ -98,5 +107,6 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     generator: GeneratorSettings = GeneratorSettings()
     devices: DeviceSettings = DeviceSettings()
+    web: WebSettings = WebSettings()
     loop: LoopSettings = LoopSettings()
     runtime: RuntimeSettings = RuntimeSettings()

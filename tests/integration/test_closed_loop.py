@@ -4,15 +4,22 @@ of its archive finds zero differences."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
+
+from controllers.network_map import LOS_COLOURS
+from tests.browser import chromium, screenshot
 
 pytestmark = pytest.mark.integration
 LALIN = [sys.executable, "-m", "infra"]
@@ -25,10 +32,16 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
     env |= {"LALIN_DATABASE__URL": database_url, "LALIN_RUNTIME__SUMMARY_INTERVAL_S": "2",
             # a vehicle stalls on K03's southern approach (northbound traffic) from 06:05 for 4 simulated minutes
             "LALIN_LOOP__INCIDENT_AT": "06:05", "LALIN_LOOP__INCIDENT_DURATION_S": "240"}
-    run = subprocess.run([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "75s", "--speed", "20"],
-                         capture_output=True, text=True, env=env, timeout=420, check=False)
-    out = run.stdout + run.stderr
-    assert run.returncode == 0, out[-4000:]
+    log = tmp_path / "up.log"
+    with log.open("w") as sink:
+        up = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "75s", "--speed", "20"],
+                              stdout=sink, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            look_at_the_live_dashboard(data_dir)
+        finally:
+            returncode = up.wait(timeout=420)
+    out = log.read_text()
+    assert returncode == 0, out[-4000:]
     assert "SUMO twin of Jl. Sunset Road" in out and "report:" in out and "lalin stopped" in out, out[-4000:]
     report = json.loads((data_dir / "report.json").read_text())
     assert report["closed_loop"]["trips"] > 0 and report["fixed_time"]["trips"] > 0
@@ -119,3 +132,29 @@ def check_the_incident_reached_the_board_upstream_and_cleared(database_url: str)
     assert cleared, vms
     assert 0 < (cleared[0] - last_seen).total_seconds() <= 180 + 120, (last_seen, cleared)
     return shown[0][0]
+
+
+def look_at_the_live_dashboard(data_dir: Path) -> None:
+    """While the run goes on: the dashboard's address in runtime.json, its state and map, and the page in a real
+    browser — junctions coloured by level of service and a board showing its message (screenshot saved)."""
+    deadline, url = time.monotonic() + 120, None
+    while url is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):  # not written yet, or being replaced
+            url = json.loads((data_dir / "runtime.json").read_text()).get("web")
+        time.sleep(0.2)
+    assert url, "lalin up did not publish its dashboard's address"
+    with urllib.request.urlopen(url + "api/state", timeout=10) as answer:
+        state = json.loads(answer.read())
+    assert set(state["junctions"]) == {"K01", "K02", "K03", "K04", "K05"} and len(state["boards"]) == 5
+    with urllib.request.urlopen(url + "map.svg", timeout=10) as answer:
+        assert 'id="junction-K03"' in answer.read().decode()
+    with chromium() as browser:
+        browser.get(url)
+        WebDriverWait(browser, 90).until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('.junction-group')].some(g => g.dataset.los && g.dataset.los !== '?')"))
+        WebDriverWait(browser, 90).until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#board-vms-sunset-01 .board-text')].some(t => t.textContent.length)"))
+        fills = browser.execute_script("return [...document.querySelectorAll('.los')].map(c => c.getAttribute('fill'))")
+        assert any(fill != LOS_COLOURS["?"] for fill in fills), fills
+        assert "Alarms" in browser.page_source
+        assert screenshot(browser, "dashboard").stat().st_size > 10_000

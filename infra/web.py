@@ -1,0 +1,191 @@
+"""The live dashboard ``lalin up`` serves (aiohttp, on the runtime's event loop): a schematic map of the
+network drawn from the network data (:mod:`controllers.network_map`), each junction coloured by its
+level of service with its running stage, each board showing what it reports displaying, and the alarms;
+updated over server-sent events.
+
+Routes: ``/`` the page (the SVG inline, a small script that applies ``/events``), ``/map.svg``,
+``/api/state`` (JSON), ``/events`` (``text/event-stream``: the state every ``interval_s``).
+The state is read from the runtime's live objects — the controller drivers (mode, stage,
+faults, link), the board drivers (what each board reports, its faults), the automatic VMS's
+folded traffic state (degree of saturation, HCM delay, detector health) and its alarms — never
+from a cache of its own. Read-only: plans, roles and audit views come with the rest of issue 7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from controllers.network_map import LOS_COLOURS, los_of, network_svg
+from controllers.vms_evidence import measure_direction
+from controllers.vms_state import VmsNetwork, VmsState
+from infra.field import FieldDevices
+from infra.vms_loop import VmsLoop
+
+log = logging.getLogger(__name__)
+
+
+class LiveView:
+    """The network's state now, from the runtime's live objects (see the module docstring)."""
+
+    def __init__(self, network: VmsNetwork, field: Callable[[], FieldDevices | None], vms: Callable[[], VmsLoop | None],
+                 clock: Callable[[], datetime]) -> None:
+        self.network, self.field, self.vms, self.clock = network, field, vms, clock
+
+    def state(self) -> dict[str, Any]:
+        """Junctions, boards and alarms as JSON-ready data."""
+        field, vms = self.field(), self.vms()
+        alarms: list[str] = []
+        junctions: dict[str, dict[str, Any]] = {j: {"name": p.name, "connected": None, "mode": None, "stage": None,
+                                                    "interval": None, "faults": [], "degree_of_saturation": None,
+                                                    "delay_s": None, "los": "?", "window_end": None,
+                                                    "detectors_unhealthy": []} for j, p in self.network.plans.items()}
+        for driver in field.drivers if field is not None else []:
+            row = junctions.setdefault(driver.site.id, {})
+            status = driver.status
+            row["connected"] = driver.connected.is_set()
+            if not row["connected"]:
+                alarms.append(f"{driver.site.id}: controller unreachable")
+            if status is not None:
+                row.update(mode=status.control_mode, stage=status.current_stage, interval=status.interval,
+                           faults=sorted(status.faults))
+                alarms += [f"{driver.site.id}: {fault}" for fault in sorted(status.faults)]
+        policy_state = vms.policy.state if vms is not None else VmsState()
+        for junction, summary in policy_state.summaries.items():
+            plan, measured = self.network.plans.get(junction), junctions.get(junction)
+            if plan is None or measured is None:
+                continue
+            xs = [s.degree_of_saturation for s in summary.stages if s.degree_of_saturation is not None]
+            delays = [m.control_delay_s for f in ("outbound", "inbound")
+                      if (m := measure_direction(plan, self.network.detectors.get(junction, {}), summary,
+                                                 policy_state.summary_ids[junction], f)).control_delay_s is not None]
+            x, delay = (max(xs) if xs else None), (max(delays) if delays else None)
+            measured.update(degree_of_saturation=round(x, 3) if x is not None else None,
+                       delay_s=round(delay, 1) if delay is not None else None, los=los_of(delay, x),
+                       window_end=summary.window.end.isoformat(),
+                       detectors_unhealthy=[f"{d.detector_id} {d.health.value}" for d in summary.detectors_unhealthy])
+            alarms += [f"{junction}: detector {d.detector_id} {d.health.value}" for d in summary.detectors_unhealthy]
+        boards: dict[str, dict[str, Any]] = {b.id: {"connected": None, "status": None, "pages": [], "priority": None,
+                                                    "faults": []} for b in self.network.boards}
+        for board in field.board_drivers if field is not None else []:
+            snap = board.snapshot
+            faults = board.active_faults()
+            boards[board.spec.id] = {"connected": board.connected, "status": snap.status,
+                                     "pages": [page.split("\n") for page in snap.pages], "priority": snap.priority or None,
+                                     "faults": faults}
+            alarms += [f"{board.spec.id}: {fault}" for fault in faults]
+        if vms is not None and vms.latest is not None:
+            alarms += [f"VMS: {p}" for p in vms.latest.problems]
+        return {"at": self.clock().isoformat(), "junctions": junctions, "boards": boards, "alarms": alarms,
+                "los_colours": dict(LOS_COLOURS)}
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>lalin — live network</title>
+<style>
+body{{font-family:sans-serif;margin:0;display:flex;background:#f4f4f4}}
+main{{flex:1;padding:12px}}
+aside{{width:340px;padding:12px;background:#fff;border-left:1px solid #ccc;height:100vh;overflow:auto}}
+#alarms li{{color:#b00020}} #alarms li.ok{{color:#1a7f37}} svg{{width:100%;height:auto;background:#fff;border:1px solid #ccc}}
+</style></head>
+<body><main><h1>lalin — live network <small id="at"></small></h1>{svg}</main>
+<aside><h2>Alarms <span id="alarm-count">0</span></h2><ul id="alarms"><li class="ok">none</li></ul>
+<h2>Level of service</h2><p>{legend}</p></aside>
+<script>
+const source = new EventSource("events");
+source.onmessage = (message) => {{
+  const state = JSON.parse(message.data);
+  document.getElementById("at").textContent = state.at;
+  for (const [id, j] of Object.entries(state.junctions)) {{
+    const g = document.getElementById("junction-" + id);
+    if (!g) continue;
+    g.querySelector(".los").setAttribute("fill", state.los_colours[j.los] || state.los_colours["?"]);
+    g.querySelector(".stage").textContent =
+      j.stage === null ? "-" : `stage ${{j.stage}} ${{j.interval || ""}} (${{j.mode || "?"}})`;
+    g.querySelector(".measure").textContent = j.degree_of_saturation === null ? "" :
+      `X ${{j.degree_of_saturation.toFixed(2)}} LOS ${{j.los}}`;
+    g.dataset.los = j.los;
+  }}
+  for (const [id, b] of Object.entries(state.boards)) {{
+    const g = document.getElementById("board-" + id);
+    if (!g) continue;
+    const page = b.pages.length ? b.pages[Math.floor(Date.now() / 3000) % b.pages.length] : [];
+    g.querySelectorAll(".board-text").forEach((line, n) => {{ line.textContent = page[n] || ""; }});
+    g.dataset.status = b.status || "unknown";
+  }}
+  const list = document.getElementById("alarms");
+  list.innerHTML = "";
+  for (const alarm of state.alarms) {{
+    const li = document.createElement("li"); li.textContent = alarm; list.appendChild(li);
+  }}
+  if (!state.alarms.length) {{
+    const li = document.createElement("li"); li.className = "ok"; li.textContent = "none"; list.appendChild(li);
+  }}
+  document.getElementById("alarm-count").textContent = state.alarms.length;
+}};
+</script></body></html>
+"""
+
+
+class Dashboard:
+    """The aiohttp server of the live dashboard on ``host``:``port`` (0: a free port)."""
+
+    def __init__(self, view: LiveView, *, host: str = "127.0.0.1", port: int = 0, interval_s: float = 1.0) -> None:
+        self.view, self.host, self.port, self.interval_s = view, host, port, interval_s
+        self.svg = network_svg(view.network.plans, view.network.boards)
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application()
+        self.app.add_routes([web.get("/", self.page), web.get("/map.svg", self.map), web.get("/api/state", self.api_state),
+                             web.get("/events", self.events)])
+
+    @property
+    def url(self) -> str:
+        """Where the dashboard listens (after :meth:`start`)."""
+        return f"http://{self.host}:{self.port}/"
+
+    async def start(self) -> None:
+        """Listen (a free port when ``port`` is 0)."""
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
+
+    async def stop(self) -> None:
+        """Close every connection (live event streams included) and stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def page(self, request: web.Request) -> web.Response:
+        """The page: the map inline and the script that applies the live state."""
+        legend = " ".join(f'<span style="background:{c};padding:2px 6px">{k}</span>' for k, c in LOS_COLOURS.items())
+        return web.Response(text=PAGE.format(svg=self.svg, legend=legend), content_type="text/html")
+
+    async def map(self, request: web.Request) -> web.Response:
+        """The schematic map (SVG)."""
+        return web.Response(text=self.svg, content_type="image/svg+xml")
+
+    async def api_state(self, request: web.Request) -> web.Response:
+        """The state now (JSON)."""
+        return web.json_response(self.view.state())
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the state every ``interval_s`` until the client goes away or the server stops."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(f"data: {json.dumps(self.view.state())}\n\n".encode())
+                await asyncio.sleep(self.interval_s)
+        except ConnectionResetError:
+            log.debug("dashboard: an event stream's client went away")
+        return response

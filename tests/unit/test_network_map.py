@@ -1,0 +1,33 @@
+"""The schematic map is drawn from the network data: every junction and board, placed by chainage."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from controllers.network_map import LOS_COLOURS, los_of, network_svg
+from infra.vms_catalogue import vms_network
+
+NETWORK = vms_network()
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_every_junction_and_board_is_drawn_in_corridor_order() -> None:
+    root = ET.fromstring(network_svg(NETWORK.plans, NETWORK.boards))
+    groups = {g.get("id"): g for g in root.iter(f"{SVG}g")}
+    assert {f"junction-{j}" for j in NETWORK.plans} <= set(groups)
+    assert {f"board-{b.id}" for b in NETWORK.boards} <= set(groups)
+    x = {j: float(groups[f"junction-{j}"].find(f"{SVG}circle").get("cx")) for j in NETWORK.plans}  # type: ignore[union-attr]
+    assert sorted(x, key=x.get) == ["K04", "K01", "K02", "K05", "K03"]  # chainage 0, 1,200, 2,300, 3,300, 4,100 m
+    road_y = float(groups["junction-K01"].find(f"{SVG}circle").get("cy"))  # type: ignore[union-attr]
+    def board_y(board_id: str) -> float:
+        return float(groups[f"board-{board_id}"].find(f"{SVG}rect").get("y"))  # type: ignore[union-attr]
+    assert board_y("vms-sunset-01") < road_y < board_y("vms-sunset-02")  # outbound boards above the road, inbound below
+    for board in NETWORK.boards:  # one text line per board line, for the live page to fill
+        lines = [t for t in groups[f"board-{board.id}"].iter(f"{SVG}text") if "board-text" in (t.get("class") or "")]
+        assert len(lines) == board.lines
+
+
+def test_level_of_service_follows_hcm_and_is_unknown_without_data() -> None:
+    assert los_of(8.0, 0.5) == "A" and los_of(50.0, 0.8) == "D" and los_of(30.0, 1.1) == "F"
+    assert los_of(None, None) == "?" and los_of(None, 1.2) == "F"
+    assert set("ABCDEF?") == set(LOS_COLOURS)
