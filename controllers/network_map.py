@@ -84,9 +84,9 @@ def network_svg(plans: Mapping[str, Plan], boards: Sequence[BoardSite]) -> str:
 def _junction(junction: str, plan: Plan, x: float, y: float) -> str:
     name = escape(plan.name or junction)
     return (f'<g id="junction-{escape(junction)}" class="junction-group" data-junction="{escape(junction)}">'
-            f'<title>{name}</title>'
+            f'<title>{name}</title><a href="junction/{escape(junction)}">'
             f'<circle class="junction los" cx="{x:.1f}" cy="{y:.1f}" r="18" fill="{LOS_COLOURS["?"]}"/>'
-            f'<text class="label" x="{x:.1f}" y="{y + 5:.1f}" text-anchor="middle">{escape(junction)}</text>'
+            f'<text class="label" x="{x:.1f}" y="{y + 5:.1f}" text-anchor="middle">{escape(junction)}</text></a>'
             f'<text class="small stage" x="{x:.1f}" y="{y + 40:.1f}" text-anchor="middle">-</text>'
             f'<text class="small measure" x="{x:.1f}" y="{y + 55:.1f}" text-anchor="middle"></text></g>')
 

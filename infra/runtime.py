@@ -375,7 +375,8 @@ class Runtime:
         if not web_settings.enabled:
             return
         view = LiveView(vms_network(), lambda: self.field, lambda: self.vms, self.clock)
-        self.dashboard = Dashboard(view, host=web_settings.host, port=web_settings.port, interval_s=web_settings.interval_s)
+        self.dashboard = Dashboard(view, database_url=self.database_url, host=web_settings.host, port=web_settings.port,
+                                   interval_s=web_settings.interval_s)
         await self.dashboard.start()
         if not self.worker:
             self.runfile.publish(self.describe())

@@ -17,18 +17,26 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 
+import psycopg
 from aiohttp import web
 
+from controllers.envelope import decode_archived
+from controllers.junction_charts import chart_series, line_chart_svg
 from controllers.network_map import LOS_COLOURS, los_of, network_svg
+from controllers.payloads import TrafficMeasured
 from controllers.vms_evidence import measure_direction
 from controllers.vms_state import VmsNetwork, VmsState
 from infra.field import FieldDevices
 from infra.vms_loop import VmsLoop
 
 log = logging.getLogger(__name__)
+HISTORY_S = 3600.0  # the junction page's charts: the last hour (s)
+CHARTS = (("flows_veh_h", "Flows by class", "veh/h"), ("occupancy", "Occupancy", "fraction"),
+          ("speed_kmh", "Speed", "km/h"), ("queue_m", "Longest camera queue", "m"))
 
 
 class LiveView:
@@ -136,13 +144,14 @@ source.onmessage = (message) => {{
 class Dashboard:
     """The aiohttp server of the live dashboard on ``host``:``port`` (0: a free port)."""
 
-    def __init__(self, view: LiveView, *, host: str = "127.0.0.1", port: int = 0, interval_s: float = 1.0) -> None:
-        self.view, self.host, self.port, self.interval_s = view, host, port, interval_s
+    def __init__(self, view: LiveView, *, database_url: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 interval_s: float = 1.0) -> None:
+        self.view, self.database_url, self.host, self.port, self.interval_s = view, database_url, host, port, interval_s
         self.svg = network_svg(view.network.plans, view.network.boards)
         self._runner: web.AppRunner | None = None
         self.app = web.Application()
         self.app.add_routes([web.get("/", self.page), web.get("/map.svg", self.map), web.get("/api/state", self.api_state),
-                             web.get("/events", self.events)])
+                             web.get("/events", self.events), web.get("/junction/{junction}", self.junction)])
 
     @property
     def url(self) -> str:
@@ -169,6 +178,53 @@ class Dashboard:
         """The page: the map inline and the script that applies the live state."""
         legend = " ".join(f'<span style="background:{c};padding:2px 6px">{k}</span>' for k, c in LOS_COLOURS.items())
         return web.Response(text=PAGE.format(svg=self.svg, legend=legend), content_type="text/html")
+
+    async def junction(self, request: web.Request) -> web.Response:
+        """One junction: what it runs now (mode, stage, timing, measures) and its last hour as charts (from the
+        archive's summaries)."""
+        junction = request.match_info["junction"]
+        plan = self.view.network.plans.get(junction)
+        if plan is None:
+            raise web.HTTPNotFound(text=f"no junction {junction!r}")
+        now = self.view.state()["junctions"][junction]
+        history = await self._history(junction, HISTORY_S)
+        latest = history[-1] if history else None
+        running = latest.running if latest is not None else None
+        timing = (f"cycle {running.cycle_s:g} s, offset {running.offset_s or 0:g} s, greens "
+                  + ", ".join(f"{s} {g:g} s" for s, g in zip(plan.sequence, running.stage_greens_s or [], strict=False))
+                  if running is not None else "not reported yet")
+        stages = ", ".join(f"{s.stage} X {s.degree_of_saturation:.2f}" for s in latest.stages
+                           if s.degree_of_saturation is not None) if latest is not None else ""
+        series = chart_series(history)
+        charts = "".join(line_chart_svg(f"chart-{key}", title, unit, series[key]) for key, title, unit in CHARTS)
+        rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in (
+            ("mode", now["mode"]), ("stage", f'{now["stage"]} {now["interval"] or ""}'), ("plan", f"{plan.id} v{plan.version}"),
+            ("timing", timing), ("degree of saturation", stages or "-"), ("level of service", now["los"]),
+            ("control delay", f'{now["delay_s"]} s' if now["delay_s"] is not None else "-"),
+            ("faults", ", ".join(now["faults"]) or "none"),
+            ("unhealthy detectors", ", ".join(now["detectors_unhealthy"]) or "none")))
+        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lalin — {escape(junction)}</title>'
+                f'<style>body{{font-family:sans-serif;margin:12px}} th{{text-align:left;padding-right:12px}}'
+                f' .charts{{display:flex;flex-wrap:wrap;gap:8px}} .chart{{background:#fff;border:1px solid #ccc}}</style>'
+                f'</head><body><p><a href="../">&#8592; network</a></p><h1 id="junction-title">{escape(junction)} — '
+                f'{escape(plan.name)}</h1><table id="junction-now">{rows}</table>'
+                f'<h2>Last hour ({len(history)} minute summaries)</h2><div class="charts">{charts}</div></body></html>')
+        return web.Response(text=body, content_type="text/html")
+
+    async def _history(self, junction: str, seconds: float) -> list[TrafficMeasured]:
+        """The junction's summaries of the last ``seconds`` (on the runtime's clock) from the archive, oldest first."""
+        if self.database_url is None:
+            return []
+        since = self.view.clock() - timedelta(seconds=seconds)
+        out = []
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            cur = await conn.execute("SELECT body FROM events WHERE type = 'TrafficMeasured' AND event_time >= %s "
+                                     "ORDER BY event_time, position", (since,))
+            for (body,) in await cur.fetchall():
+                payload = decode_archived(body.encode()).payload
+                if isinstance(payload, TrafficMeasured) and payload.intersection_id == junction:
+                    out.append(payload)
+        return out
 
     async def map(self, request: web.Request) -> web.Response:
         """The schematic map (SVG)."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from controllers.network_map import LOS_COLOURS
@@ -158,3 +160,16 @@ def look_at_the_live_dashboard(data_dir: Path) -> None:
         assert any(fill != LOS_COLOURS["?"] for fill in fills), fills
         assert "Alarms" in browser.page_source
         assert screenshot(browser, "dashboard").stat().st_size > 10_000
+        # a junction's page, from the map: what it runs now and its recent traffic as charts (from the archive)
+        browser.find_element(By.CSS_SELECTOR, "#junction-K03 a").click()
+        WebDriverWait(browser, 30).until(lambda d: "K03" in d.find_element(By.ID, "junction-title").text)
+
+        def charted(driver: webdriver.Chrome) -> bool:
+            if driver.find_elements(By.CSS_SELECTOR, "#chart-flows_veh_h polyline"):
+                return True
+            driver.refresh()  # the archive catches up minute by minute
+            return False
+
+        WebDriverWait(browser, 60, poll_frequency=2).until(charted)
+        assert "timing" in browser.find_element(By.ID, "junction-now").text
+        screenshot(browser, "junction-K03")
