@@ -66,8 +66,10 @@ class ReplayReport:
         return not self.differences
 
 
-def _json(payload: msgspec.Struct | None) -> str:
-    return msgspec.json.encode(payload).decode() if payload is not None else "null"
+def canonical_json(payload: msgspec.Struct | None) -> str:
+    """Canonical JSON (sorted keys, as the archive stores events): a record and its replay compare as text."""
+    return msgspec.json.encode(payload, order="sorted").decode() if payload is not None else "null"
+
 
 
 def replay(events: Iterable[Envelope], layouts: Mapping[str, IntersectionLayout],
@@ -156,16 +158,16 @@ def _check_fold(report: ReplayReport, layout: IntersectionLayout, config: FoldCo
             if len(inputs) < len(summary.input_event_ids):
                 report.missing_inputs += len(summary.input_event_ids) - len(inputs)
                 report.differences.append(Difference(
-                    "fold", layout.intersection_id, envelope.seq, _json(summary), "",
+                    "fold", layout.intersection_id, envelope.seq, canonical_json(summary), "",
                     f"{len(summary.input_event_ids) - len(inputs)} cited input(s) are not in the replayed range or archive",
                     envelope.event_time))
                 return
             produced += fold.apply_batch(inputs, summary.rejected_inputs)
             replayed = produced[k] if k < len(produced) else None
         report.summaries_checked += 1
-        if _json(replayed) != _json(summary):
-            report.differences.append(Difference("fold", layout.intersection_id, envelope.seq, _json(summary),
-                                                 _json(replayed), f"summary of the window from {summary.window.start}",
+        if canonical_json(replayed) != canonical_json(summary):
+            report.differences.append(Difference("fold", layout.intersection_id, envelope.seq, canonical_json(summary),
+                                                 canonical_json(replayed), f"summary of the window from {summary.window.start}",
                                                  envelope.event_time))
             return
 
@@ -185,7 +187,8 @@ def _check_decisions(report: ReplayReport, key: str, members: Sequence[CorridorM
             report.commands_checked += 1
             a = want[n] if n < len(want) else None
             b = got[n] if n < len(got) else None
-            if _json(a) != _json(b):
-                report.differences.append(Difference("decision", member.intersection_id, n + 1, _json(a), _json(b),
+            if canonical_json(a) != canonical_json(b):
+                report.differences.append(Difference("decision", member.intersection_id, n + 1, canonical_json(a),
+                                                     canonical_json(b),
                                                      f"command {n + 1} to {member.intersection_id} (corridor {key})"))
                 return

@@ -13,19 +13,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 
-import msgspec
-
 from controllers.envelope import Envelope
 from controllers.payloads import CommandIssued, VmsEvaluated
-from controllers.replay import Difference, ReplayReport
+from controllers.replay import Difference, ReplayReport, canonical_json
 from controllers.vms_config import VmsPolicyConfig
 from controllers.vms_policy import VmsPolicy
 from controllers.vms_state import VmsNetwork
-
-
-def _json(payload: msgspec.Struct | None) -> str:
-    """Canonical JSON (sorted keys, as the archive stores events): a record and its replay compare as text."""
-    return msgspec.json.encode(payload, order="sorted").decode() if payload is not None else "null"
 
 
 def check_vms(evaluations: Iterable[Envelope], inputs: Mapping[uuid.UUID, Envelope], commands: Mapping[uuid.UUID, CommandIssued],
@@ -47,7 +40,7 @@ def check_vms(evaluations: Iterable[Envelope], inputs: Mapping[uuid.UUID, Envelo
         missing = [i for i in recorded.input_event_ids if i not in inputs]
         if missing:
             report.missing_inputs += len(missing)
-            report.differences.append(Difference("vms", "vms", recorded.evaluation, _json(recorded), "",
+            report.differences.append(Difference("vms", "vms", recorded.evaluation, canonical_json(recorded), "",
                                                  f"{len(missing)} cited input(s) of evaluation {recorded.evaluation} are "
                                                  "not in the archive", envelope.event_time))
             break
@@ -55,17 +48,18 @@ def check_vms(evaluations: Iterable[Envelope], inputs: Mapping[uuid.UUID, Envelo
             policy.apply(inputs[event_id])
         again, issued = policy.evaluate(recorded.at)
         report.vms_evaluations_checked += 1
-        if _json(again) != _json(recorded):
-            report.differences.append(Difference("vms", "vms", recorded.evaluation, _json(recorded), _json(again),
+        if canonical_json(again) != canonical_json(recorded):
+            report.differences.append(Difference("vms", "vms", recorded.evaluation, canonical_json(recorded),
+                                                 canonical_json(again),
                                                  f"evaluation {recorded.evaluation} at {recorded.at.isoformat()}",
                                                  envelope.event_time))
             break
         for command in issued:
             report.vms_commands_checked += 1
             archived = commands.get(command.command_id)
-            if _json(archived) != _json(command):
-                report.differences.append(Difference("vms", command.target, recorded.evaluation, _json(archived),
-                                                     _json(command), f"command {command.command_id} of evaluation "
+            if canonical_json(archived) != canonical_json(command):
+                report.differences.append(Difference("vms", command.target, recorded.evaluation, canonical_json(archived),
+                                                     canonical_json(command), f"command {command.command_id} of evaluation "
                                                      f"{recorded.evaluation} to {command.target}", envelope.event_time))
                 return report, policy
     return report, policy

@@ -161,7 +161,6 @@ class VmsDriver:
         self._reported: Snapshot | None = None
         self._faults: dict[VmsFaultKind, bool] = {}
         self._sent: OrderedDict[str, tuple[tuple[str, ...], int]] = OrderedDict()
-        self.acks: OrderedDict[str, CommandAcknowledged] = OrderedDict()  # the last commands' outcomes
         self._waiters: dict[str, _Waiter] = {}
         self._client: Client | None = None
         self._ns = 0
@@ -390,6 +389,26 @@ class VmsDriver:
         ``page_time_s`` defaults to the board's minimum page time. Emits exactly one
         CommandAcknowledged and returns its outcome.
         """
+        return (await self._show(command_id, command, deadline_s, page_time_s, causation_id)).outcome
+
+    async def blank(self, command_id: uuid.UUID, message_id: str, *, deadline_s: float | None = None,
+                    causation_id: uuid.UUID | None = None) -> CommandOutcome:
+        """Take down ``message_id``; acknowledged when the board reports showing something else (or
+        nothing). Emits exactly one CommandAcknowledged and returns its outcome."""
+        return (await self._take_down(command_id, message_id, deadline_s, causation_id)).outcome
+
+    async def execute(self, command_id: uuid.UUID, body: CommandBody, *, deadline_s: float | None = None) -> CommandAcknowledged:
+        """Carry out a command of ``lalin.command`` (a message or a blank; anything else is rejected): exactly one
+        CommandAcknowledged, also returned."""
+        if isinstance(body, VmsMessageCommand):
+            return await self._show(command_id, body, deadline_s, None, command_id)
+        if isinstance(body, VmsBlankCommand):
+            return await self._take_down(command_id, body.message_id, deadline_s, command_id)
+        return await self._acknowledge(command_id, CommandOutcome.REJECTED, f"a {type(body).__name__} is not a VMS command",
+                                       command_id)
+
+    async def _show(self, command_id: uuid.UUID, command: VmsMessageCommand, deadline_s: float | None,
+                    page_time_s: float | None, causation_id: uuid.UUID | None) -> CommandAcknowledged:
         message_id, pages = str(command_id), tuple(encode_pages(command.pages))
         page_time = page_time_s if page_time_s is not None else self.spec.min_page_time_s
         args = [ua.Variant(message_id, ua.VariantType.String), ua.Variant(list(pages), ua.VariantType.String),
@@ -405,15 +424,13 @@ class VmsDriver:
 
         return await self._command(command_id, "ShowMessage", args, shown, deadline_s, causation_id)
 
-    async def blank(self, command_id: uuid.UUID, message_id: str, *, deadline_s: float | None = None,
-                    causation_id: uuid.UUID | None = None) -> CommandOutcome:
-        """Take down ``message_id``; acknowledged when the board reports showing something else (or
-        nothing). Emits exactly one CommandAcknowledged and returns its outcome."""
+    async def _take_down(self, command_id: uuid.UUID, message_id: str, deadline_s: float | None,
+                         causation_id: uuid.UUID | None) -> CommandAcknowledged:
         return await self._command(command_id, "Blank", [ua.Variant(message_id, ua.VariantType.String)],
                                    lambda snap: snap.message_id != message_id, deadline_s, causation_id)
 
     async def _command(self, command_id: uuid.UUID, method: str, args: list[ua.Variant], confirms: Callable[[Snapshot], bool],
-                       deadline_s: float | None, causation_id: uuid.UUID | None) -> CommandOutcome:
+                       deadline_s: float | None, causation_id: uuid.UUID | None) -> CommandAcknowledged:
         deadline = deadline_s if deadline_s is not None else self.command_timeout_s
         key = str(command_id)
         waiter = self._waiters[key] = _Waiter(confirms, asyncio.get_running_loop().create_future())
@@ -435,8 +452,7 @@ class VmsDriver:
             raise
         finally:
             self._waiters.pop(key, None)
-        await self._acknowledge(command_id, outcome, detail, causation_id)
-        return outcome
+        return await self._acknowledge(command_id, outcome, detail, causation_id)
 
     def _picture(self) -> str:
         snap = self.snapshot
@@ -444,24 +460,10 @@ class VmsDriver:
         return f"{link}; board {snap.status}, message {snap.message_id or 'none'}"
 
     async def _acknowledge(self, command_id: uuid.UUID, outcome: CommandOutcome, detail: str,
-                           causation_id: uuid.UUID | None) -> None:
+                           causation_id: uuid.UUID | None) -> CommandAcknowledged:
         ack = CommandAcknowledged(command_id=command_id, target=self.spec.id, outcome=outcome, detail=_short(detail))
-        self.acks[str(command_id)] = ack
-        while len(self.acks) > SENT_MEMORY:
-            self.acks.popitem(last=False)
         await self._emit(ack, causation_id)
-
-    async def execute(self, command_id: uuid.UUID, body: CommandBody, *, deadline_s: float | None = None) -> CommandAcknowledged:
-        """Carry out a command of ``lalin.command`` (a message or a blank; anything else is rejected): exactly one
-        CommandAcknowledged, also returned."""
-        if isinstance(body, VmsMessageCommand):
-            await self.send(command_id, body, deadline_s=deadline_s, causation_id=command_id)
-        elif isinstance(body, VmsBlankCommand):
-            await self.blank(command_id, body.message_id, deadline_s=deadline_s, causation_id=command_id)
-        else:
-            await self._acknowledge(command_id, CommandOutcome.REJECTED, f"a {type(body).__name__} is not a VMS command",
-                                    command_id)
-        return self.acks[str(command_id)]
+        return ack
 
     async def _call(self, method: str, args: list[ua.Variant]) -> tuple[str | None, str]:
         """Call ``method`` once. (refusal text, "") when the board refused; (None, result) when it took
