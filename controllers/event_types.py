@@ -25,6 +25,11 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
     "DetectorsCounted": (1, p.DetectorsCounted),
     "TrafficMeasured": (1, p.TrafficMeasured),
     "VmsEvaluated": (1, p.VmsEvaluated),
+    "ControllerEventsLogged": (1, p.ControllerEventsLogged),
+    "PlanProposed": (1, p.PlanProposed),
+    "PlanReviewed": (1, p.PlanReviewed),
+    "PlanDeployed": (1, p.PlanDeployed),
+    "PlanHoldReleased": (1, p.PlanHoldReleased),
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}

@@ -155,6 +155,7 @@ class FaultKind(enum.StrEnum):
     RESTARTED = "restarted"  # a notice (never active): the controller restarted and forgot its volatile state
     LATE_APPLICATION = "late_application"  # a notice: a command reported timed_out was carried out after all
     PROTOCOL = "protocol"  # the device answers outside its register map (unknown code, wrong map version)
+    EVENT_LOG = "event_log"  # a notice: high-resolution log entries were lost (ring overflow) or could not be read
     OTHER = "other"
 
 
@@ -374,6 +375,46 @@ class DetectorsCounted(Payload, frozen=True, forbid_unknown_fields=True, gc=Fals
     readings: Annotated[list[DetectorReading], msgspec.Meta(min_length=1, max_length=64)]
 
 
+# --- the controllers' high-resolution event logs (signal performance measures) ----------------
+class EventCode(enum.IntEnum):
+    """The Indiana high-resolution event codes lalin's controllers log (docs/modbus-map.md, "The event log")."""
+
+    PHASE_BEGIN_GREEN = 1
+    PHASE_BEGIN_YELLOW_CLEARANCE = 8
+    PHASE_BEGIN_RED_CLEARANCE = 10
+    PEDESTRIAN_BEGIN_WALK = 21
+    PEDESTRIAN_BEGIN_CLEARANCE = 22
+    PEDESTRIAN_BEGIN_SOLID_DONT_WALK = 23
+    DETECTOR_OFF = 81
+    DETECTOR_ON = 82
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One entry of a controller's event log: its sequence number in the log, the Indiana code, what it is about
+    (a signal group id for codes 1-23, a detector id for 81 and 82) and when it happened (the controller's log
+    clock, related to lalin's clock when read)."""
+
+    seq: Annotated[int, msgspec.Meta(ge=1, le=2**32 - 1)]
+    code: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    param: Identifier
+    at: AwareTime
+
+
+class ControllerEventsLogged(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """Entries of one controller's high-resolution event log, read since the previous batch, in log order.
+
+    Sequence numbers restart at 1 when the controller restarts (``boot`` changes); a reader
+    keeps one copy of each (controller, boot, seq). ``lost`` entries, just before the first
+    one here, were overwritten in the controller's ring before lalin read them (also reported as
+    a ``ControllerFaulted`` notice of kind ``event_log``).
+    """
+
+    controller_id: Identifier
+    boot: Annotated[int, msgspec.Meta(ge=0, le=65_535)]
+    entries: Annotated[list[LoggedEvent], msgspec.Meta(min_length=1, max_length=256)]
+    lost: Annotated[int, msgspec.Meta(ge=0, le=2**32)] = 0
+
+
 # --- traffic state (the fold's output: one summary per intersection and closed window) ----------
 class DetectorHealth(enum.StrEnum):
     """What the fold concludes about a detector from its recent readings."""
@@ -549,3 +590,65 @@ class VmsEvaluated(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     commands: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)]
     problems: Annotated[list[ShortText], msgspec.Meta(max_length=256)]
     input_event_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=5000)]
+
+
+# --- the plan workflow (issue 7): every step a person takes on a signal plan -----------------------------
+PlanVersion = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+
+
+class PlanProposed(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """An engineer proposes a new version of a junction's plan: the whole plan (canonical JSON), what it changes
+    from the version deployed when it was written (``base_version``), and why. It passed the safety check."""
+
+    proposal_id: uuid.UUID
+    plan_id: Identifier
+    version: PlanVersion
+    base_version: PlanVersion
+    base_checksum: Sha256Hex
+    checksum: Sha256Hex
+    safety_checksum: Sha256Hex
+    document: Annotated[str, msgspec.Meta(min_length=2, max_length=48_000)]
+    author: Identifier
+    reason: Reason
+    changes: Annotated[list[ShortText], msgspec.Meta(max_length=64)] = []
+
+
+class ReviewDecision(enum.StrEnum):
+    """A second engineer's decision on a proposal."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class PlanReviewed(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A second person approved (which deploys it) or rejected a proposal, with a reason."""
+
+    proposal_id: uuid.UUID
+    plan_id: Identifier
+    reviewer: Identifier
+    decision: ReviewDecision
+    reason: Reason
+
+
+class PlanDeployed(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """An approved version became the junction's plan; the timing its schedule runs now went out as ``command_id``
+    (None when the schedule runs flash now: nothing is sent). ``hold``: adaptive timings are refused at the junction
+    until the hold is released."""
+
+    proposal_id: uuid.UUID
+    plan_id: Identifier
+    version: PlanVersion
+    checksum: Sha256Hex
+    timing: Identifier
+    command_id: uuid.UUID | None
+    hold: bool
+    operator: Identifier
+
+
+class PlanHoldReleased(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A person ended the hold on a deployed timing: the junction's adaptive control may command it again."""
+
+    plan_id: Identifier
+    version: PlanVersion
+    operator: Identifier
+    reason: Reason

@@ -222,6 +222,10 @@ class Schedule(_Strict):
         return self
 
 
+#: The fields of a plan that make up its safety configuration (see :meth:`Plan.safety_checksum`).
+SAFETY_FIELDS: set[str] = {"id", "clearance", "signal_groups", "conflicts", "intergreens_s", "stages", "sequence", "cycle"}
+
+
 class Plan(_Strict):
     """An intersection's signal plan (see the module docstring)."""
 
@@ -269,3 +273,11 @@ class Plan(_Strict):
     def checksum(self) -> str:
         """SHA-256 (hex) of the plan's canonical JSON: the configuration checksum commands cite."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def safety_checksum(self) -> str:
+        """SHA-256 (hex) of the plan's *safety configuration* only — what a controller checks a timing against:
+        its id, clearance parameters, signal groups (minimum and maximum greens, ambers), conflicts, intergreens,
+        stages, sequence and cycle bounds. Timings, schedules, movements and coordination may change (a new plan
+        version deployed from lalin) without changing it; a controller's conflict matrix is never rewritten
+        remotely, so a plan whose safety checksum differs must be loaded at the controller itself."""
+        return hashlib.sha256(self.model_dump_json(include=SAFETY_FIELDS).encode()).hexdigest()

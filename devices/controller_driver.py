@@ -6,7 +6,12 @@ block every ``poll_s`` seconds (one function-4 request: a consistent snapshot), 
 events: ``SignalStateReported`` on every change of mode, plan, stage, interval or aspects,
 ``ControllerFaulted`` when a fault bit, the connection or the protocol changes, and one
 ``DetectorsCounted`` (all its detectors in one event) every ``count_interval_s`` seconds (counter differences,
-wrap-aware). Every event goes through an :class:`~devices.events.EventSink`, numbered per
+wrap-aware). After each status read it reads the controller's high-resolution event log from the
+entry after the last one read (:meth:`ControllerDriver.read_event_log`) and emits the new entries as
+``ControllerEventsLogged`` batches, group and detector indices turned into lalin's ids and the log
+clock into lalin's clock; entries the ring overwrote before they were read become a
+``ControllerFaulted`` notice (``event_log``) and the batch's ``lost``. Every event goes through
+an :class:`~devices.events.EventSink`, numbered per
 stream (source ``modbus:<controller>``).
 
 Commands (:meth:`ControllerDriver.send`) are checked (:func:`prepare_command`), written as ONE
@@ -24,7 +29,7 @@ import logging
 import ssl
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
@@ -34,12 +39,14 @@ from controllers.payloads import (
     CommandAcknowledged,
     CommandBody,
     CommandOutcome,
+    ControllerEventsLogged,
     ControllerFaulted,
     ControlMode,
     DetectorReading,
     DetectorsCounted,
     FaultKind,
     GroupState,
+    LoggedEvent,
     Payload,
     Severity,
     SignalInterval,
@@ -51,12 +58,18 @@ from controllers.plan import Plan
 from devices.controller_protocol import (
     DS_PER_S,
     ControllerStatus,
+    LogEntry,
+    LogHeader,
     PreparedCommand,
     command_registers,
+    log_requests,
     next_seq,
     numbers_in_use,
+    parse_log_entries,
+    parse_log_header,
     parse_status,
     plan_checksum32,
+    plan_log_read,
     prepare_command,
     verdict,
 )
@@ -79,6 +92,10 @@ FAULT_BITS: dict[str, tuple[FaultKind, Severity]] = {
     "central_heartbeat_lost": (FaultKind.WATCHDOG, Severity.WARNING),
     "clock_invalid": (FaultKind.CLOCK, Severity.WARNING),
 }
+#: Event-log codes whose parameter is a detector index (the others' is a signal group index).
+DETECTOR_CODES = frozenset({"detector_on", "detector_off"})
+#: Entries per ControllerEventsLogged event (the payload's bound).
+LOG_BATCH = 256
 MODES = {"local_tod": ControlMode.TIME_OF_DAY, "central": ControlMode.CENTRAL, "flash": ControlMode.FLASH,
          "manual": ControlMode.MANUAL, "dark": ControlMode.OFF}
 
@@ -90,7 +107,9 @@ class ControllerDriver:
                  sslctx: ssl.SSLContext | None = None, poll_s: float = 1.0, heartbeat_s: float = 1.0,
                  count_interval_s: float = 60.0, request_timeout_s: float = 1.0, command_poll_s: float = 0.2,
                  reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0,
-                 clock: Callable[[], datetime] = utc_now, regmap: RegisterMap | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, regmap: RegisterMap | None = None,
+                 log_max_entries: int = 1024) -> None:
+        """``log_max_entries``: event-log entries read per poll at most (the rest at the next poll)."""
         self.site, self.plan, self.host, self.port, self.sink = site, plan, host, port, sink
         self.sslctx, self.poll_s, self.heartbeat_s, self.count_interval_s = sslctx, poll_s, heartbeat_s, count_interval_s
         self.request_timeout_s, self.command_poll_s = request_timeout_s, command_poll_s
@@ -120,6 +139,12 @@ class ControllerDriver:
         self._count_base: tuple[datetime, tuple[int, ...], tuple[int, ...]] | None = None
         self._heartbeat_address = self.regmap.field("holding", "heartbeat").address
         self._backup_address = self.regmap.field("holding", "backup_time").address
+        self.log_max_entries = log_max_entries
+        self._log_lock = asyncio.Lock()
+        self._log_boot: int | None = None  # the boot whose log is being read
+        self._log_next = 1  # the next entry to read
+        self._log_served = True  # False once the controller refused the log's registers (until a reconnect)
+        self._log_codes = {name: code for code, name in self.regmap.enums["event_code"].items()}
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +177,7 @@ class ControllerDriver:
                         backoff = min(backoff * 2, self.reconnect_max_s)
                         continue
                 await self.read_status()  # before the heartbeat: a fallback during an outage is seen, then cleared
+                await self.read_event_log()
                 if loop.time() >= next_beat:
                     next_beat = loop.time() + self.heartbeat_s
                     self._heartbeat = (self._heartbeat + 1) & 0xFFFF
@@ -195,6 +221,7 @@ class ControllerDriver:
             await self._raise_comms_lost(f"cannot connect to {self.host}:{self.port}")
             return False
         self._last_seq = None  # the controller may have restarted: read its numbering again
+        self._log_served = True
         self.connected.set()
         if self._comms_lost:
             self._comms_lost = False
@@ -326,6 +353,83 @@ class ControllerDriver:
     async def _emit(self, payload: Payload, at: datetime | None = None, causation_id: uuid.UUID | None = None) -> None:
         await self.sink.emit(payload, source=self.source, key=self.site.id, event_time=at or self.clock(),
                              causation_id=causation_id)
+
+    # --- the high-resolution event log ------------------------------------------------------
+    async def read_event_log(self) -> int:
+        """Read the log entries after the last one read (at most ``log_max_entries``), emit them; returns how many.
+
+        The first read after the driver starts, and after the controller restarted, begins at the
+        oldest entry the ring holds: a reader keeps one copy per (controller, boot, seq). A
+        controller that refuses the log's registers gets one ``event_log`` notice and is not asked
+        again until the next connection.
+        """
+        async with self._log_lock:
+            if not self._log_served:
+                return 0
+            layout = self.regmap.event_log
+            registers = await self._read_input(layout.header_address, layout.header_size)
+            if registers is None:
+                return 0
+            header = parse_log_header(self.regmap, registers)
+            read_at = self.clock()
+            if header.boot != self._log_boot or header.head_seq < self._log_next - 1:
+                self._log_boot, self._log_next = header.boot, 1  # a new log (first read, or a restart)
+            wanted = plan_log_read(header, self._log_next, self.log_max_entries)
+            entries: list[LogEntry] = []
+            for address, count, first in log_requests(self.regmap, wanted.first_seq, wanted.last_seq):
+                got = await self._read_input(address, count)
+                if got is None:
+                    return 0
+                batch = parse_log_entries(self.regmap, got)
+                intact = [e for k, e in enumerate(batch) if e.seq == first + k]
+                if len(intact) < len(batch):  # overwritten while being read: the next read counts what was lost
+                    entries += batch[:next(k for k, e in enumerate(batch) if e.seq != first + k)]
+                    break
+                entries += batch
+            self._log_next = entries[-1].seq + 1 if entries else wanted.first_seq
+            for payload in self._log_events(header, read_at, entries, wanted.first_seq, wanted.lost):
+                await self._emit(payload, read_at)
+            return len(entries)
+
+    async def _read_input(self, address: int, count: int) -> list[int] | None:
+        """Input registers of the event log; None (and one notice) when the controller refuses them."""
+        response = await self._request("read_input_registers", address, count=count)
+        if not response.isError():
+            return list(response.registers)
+        self._log_served = False
+        await self._emit(self._fault(FaultKind.EVENT_LOG, Severity.WARNING, False,
+                                     f"the controller refuses the event log's registers {address}-{address + count - 1} "
+                                     f"(exception {response.exception_code}): no high-resolution data until it reconnects"))
+        return None
+
+    def _log_events(self, header: LogHeader, read_at: datetime, entries: list[LogEntry], first_seq: int,
+                    lost: int) -> list[Payload]:
+        """The notices and batches of one read: entries as lalin's ids and times (``read_at`` is when the
+        header's ``clock_ds`` was read)."""
+        events: list[Payload] = []
+        if lost:
+            log.warning("controller %s: %d event-log entries lost before seq %d", self.site.id, lost, first_seq)
+            events.append(self._fault(FaultKind.EVENT_LOG, Severity.WARNING, False,
+                                      f"{lost} event-log entries (seq {first_seq - lost}-{first_seq - 1}, boot {header.boot}) "
+                                      f"were overwritten before lalin read them: the ring holds {header.capacity}"))
+        logged: list[LoggedEvent] = []
+        problems: list[str] = []
+        for e in entries:
+            code = self._log_codes.get(e.code)
+            ids = [d.id for d in self.detectors] if e.code in DETECTOR_CODES else [g.id for g in self.plan.signal_groups]
+            if code is None or not 0 <= e.param < len(ids):
+                problems.append(f"seq {e.seq}: {e.code} param {e.param}")
+                continue
+            age_s = ((header.clock_ds - e.clock_ds) % 2**32) / DS_PER_S
+            logged.append(LoggedEvent(seq=e.seq, code=code, param=ids[e.param], at=read_at - timedelta(seconds=age_s)))
+        if problems:
+            events.append(self._fault(FaultKind.EVENT_LOG, Severity.WARNING, False,
+                                      f"{len(problems)} event-log entries name a code or an index lalin does not know: "
+                                      + "; ".join(problems[:10])))
+        for k in range(0, len(logged), LOG_BATCH):
+            events.append(ControllerEventsLogged(controller_id=self.site.id, boot=header.boot,
+                                                 entries=logged[k:k + LOG_BATCH], lost=lost if k == 0 else 0))
+        return events
 
     # --- commands ---------------------------------------------------------------------
     def default_deadline_s(self, body: CommandBody) -> float:

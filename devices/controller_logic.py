@@ -339,3 +339,19 @@ def aspects(plan: Plan, state: ControllerState) -> dict[str, Aspect]:
         else:
             out[g.id] = "red"
     return out
+
+
+def next_change_s(plan: Plan, state: ControllerState) -> float:
+    """Seconds until the aspects may next change without a command: the end of the running interval, or within an
+    interstage the end of a group's amber or crossing clearance (infinite while flashing). Stepping
+    :func:`advance` by at most this much sees every aspect change at its instant."""
+    if state.interval == "flash":
+        return math.inf
+    left = max(0.0, _interval_length_s(plan, state) - state.interval_elapsed_s)
+    if state.interval in ("intergreen", "flash_entry"):
+        t = state.interval_elapsed_s
+        for g in plan.signal_groups:
+            end = g.amber_s if g.kind == "vehicle" else clearance_required_s(g, plan)
+            if end > t:
+                left = min(left, end - t)
+    return left

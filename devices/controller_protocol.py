@@ -36,8 +36,9 @@ REPRESENTABLE_TOLERANCE_DS = 1e-6
 
 
 def plan_checksum32(plan: Plan) -> int:
-    """The first 32 bits of the plan's SHA-256 (the ``plan_checksum`` registers)."""
-    return int(plan.checksum()[:8], 16)
+    """The first 32 bits of the SHA-256 of the plan's safety configuration (the ``plan_checksum`` registers):
+    a new plan version that changes only timings, schedule or movements keeps it (:meth:`Plan.safety_checksum`)."""
+    return int(plan.safety_checksum()[:8], 16)
 
 
 def command_block_size(regmap: RegisterMap) -> int:
@@ -244,3 +245,87 @@ def _effect_mismatch(prepared: PreparedCommand, status: ControllerStatus) -> str
     if prepared.command == "reset_fault" and "conflict_monitor" in status.faults:
         return "read-back mismatch: reset acknowledged, the conflict fault is still latched"
     return ""
+
+
+# --- the high-resolution event log (docs/modbus-map.md, "The event log") ------------------------
+class LogHeader(msgspec.Struct, frozen=True):
+    """The event log's header: newest and oldest sequence numbers held (0: none), the log clock now (ds since
+    power-up), the boot it belongs to and the ring's capacity (entries)."""
+
+    head_seq: int
+    oldest_seq: int
+    clock_ds: int
+    boot: int
+    capacity: int
+
+
+class LogEntry(msgspec.Struct, frozen=True):
+    """One entry as the controller holds it: sequence number, log clock (ds), code (the map's name, or
+    ``unknown_<n>``) and parameter (a group or detector index)."""
+
+    seq: int
+    clock_ds: int
+    code: str
+    param: int
+
+
+class LogRead(msgspec.Struct, frozen=True):
+    """What to read next: entries ``first_seq`` to ``last_seq`` (none when ``first_seq > last_seq``), and how many
+    entries the ring overwrote before the central read them (``lost``, just before ``first_seq``)."""
+
+    first_seq: int
+    last_seq: int
+    lost: int
+
+
+def parse_log_header(regmap: RegisterMap, registers: list[int]) -> LogHeader:
+    """The log header's registers (from ``event_log.header_address``) as a :class:`LogHeader`."""
+    f = decode(regmap, "log_header", registers)
+    values = [f[n] for n in ("log_head_seq", "log_oldest_seq", "log_clock", "log_boot", "log_capacity")]
+    assert all(isinstance(v, int) for v in values)
+    return LogHeader(*values)  # type: ignore[arg-type]
+
+
+def parse_log_entries(regmap: RegisterMap, registers: list[int]) -> list[LogEntry]:
+    """Consecutive ring slots' registers as entries (a whole number of entries)."""
+    size = regmap.event_log.entry_size
+    out: list[LogEntry] = []
+    for at in range(0, len(registers) - size + 1, size):
+        f = decode(regmap, "log_entry", registers[at:at + size])
+        seq, clock, param = f["seq"], f["clock"], f["param"]
+        assert isinstance(seq, int) and isinstance(clock, int) and isinstance(param, int)
+        out.append(LogEntry(seq, clock, str(f["code"]), param))
+    return out
+
+
+def log_entry_registers(regmap: RegisterMap, entry: LogEntry) -> list[int]:
+    """The registers of one entry (the controller's side)."""
+    return encode(regmap, "log_entry", {"seq": entry.seq, "clock": entry.clock_ds, "code": entry.code,
+                                        "param": entry.param})
+
+
+def plan_log_read(header: LogHeader, next_seq: int, max_entries: int) -> LogRead:
+    """The entries to read given the header and the next sequence number the central wants (1 after a restart).
+
+    Entries before ``header.oldest_seq`` are gone (overwritten): they count as ``lost``. At most
+    ``max_entries`` are planned (the rest wait for the next poll).
+    """
+    if header.head_seq == 0 or next_seq > header.head_seq:
+        return LogRead(next_seq, next_seq - 1, 0)
+    oldest = max(1, header.oldest_seq)
+    first = max(next_seq, oldest)
+    return LogRead(first, min(header.head_seq, first + max_entries - 1), max(0, oldest - next_seq))
+
+
+def log_requests(regmap: RegisterMap, first_seq: int, last_seq: int) -> list[tuple[int, int, int]]:
+    """The read requests (address, register count, first sequence number) covering entries ``first_seq`` to
+    ``last_seq``: contiguous slots, at most one read's worth each, split where the ring wraps."""
+    log = regmap.event_log
+    out: list[tuple[int, int, int]] = []
+    seq = first_seq
+    while seq <= last_seq:
+        slot = log.slot(seq)
+        n = min(last_seq - seq + 1, log.entries_per_read, log.capacity - slot)
+        out.append((log.slot_address(slot), n * log.entry_size, seq))
+        seq += n
+    return out

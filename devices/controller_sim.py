@@ -5,8 +5,9 @@ It behaves like a controller for lalin's driver and for demos: it runs its own s
 sequence, takes commands written as one function-16 request (refusing unsafe ones with
 Modbus exception 03 and a reason register), applies timings at the cycle boundary, falls
 back to its local time-of-day plan when the central heartbeat stops for ``backup_time``
-seconds, counts detector pulses, reports faults, and flashes with a latched fault on a
-conflict. Its time is the wall clock times ``speed`` (simulated time may run faster), so
+seconds, counts detector pulses, reports faults, flashes with a latched fault on a
+conflict, and keeps the high-resolution event log of its aspect changes and detector on/off
+(:mod:`devices.controller_log`). Its time is the wall clock times ``speed`` (simulated time may run faster), so
 state is computed lazily: each Modbus request (or call of :meth:`aspects`) first brings the
 controller up to now, crossing intervals, watchdog expiry and cycle boundaries in order.
 
@@ -34,6 +35,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from controllers.plan import Plan, Timing
 from controllers.schedule import active_timing, resolve_timing
 from devices import controller_logic as logic
+from devices.controller_log import DEFAULT_HOLD_S, ControllerEventLog
 from devices.controller_protocol import command_block_size, plan_checksum32
 from devices.fleet import ControllerSite
 from devices.register_map import RegisterMap, decode, encode, load_register_map
@@ -57,7 +59,9 @@ class ControllerSimulator:
 
     def __init__(self, site: ControllerSite, plan: Plan, *, host: str = "127.0.0.1", port: int = 0, speed: float = 1.0,
                  start_at: datetime | None = None, sslctx: ssl.SSLContext | None = None,
-                 clock: Callable[[], float] = time.monotonic, regmap: RegisterMap | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, regmap: RegisterMap | None = None,
+                 log_hold_s: float = DEFAULT_HOLD_S) -> None:
+        """``log_hold_s``: controller seconds before an event-log entry is committed (see :mod:`devices.controller_log`)."""
         if speed <= 0:
             raise ValueError(f"speed {speed} (controller seconds per wall second) must be > 0")
         self.site, self.plan, self.host, self.port = site, plan, host, port
@@ -74,6 +78,7 @@ class ControllerSimulator:
         self._server: ModbusTcpServer | None = None
         self._boots = 0
         self.command_writes = 0  # write requests touching the command block, whatever became of them
+        self.log_hold_s = log_hold_s
         self._power_on()
 
     # --- controller time ---------------------------------------------------------------
@@ -107,6 +112,8 @@ class ControllerSimulator:
         self._counts = [0] * self.regmap.limits["detectors"]
         self._occupied_ds = [0.0] * self.regmap.limits["detectors"]
         self._injected: set[str] = set()
+        self.event_log = ControllerEventLog(self.regmap, self.plan, len(self._counts), self._boots, now, self.log_hold_s)
+        self.event_log.aspects(logic.aspects(self.plan, self._state), now)
 
     # --- lifecycle --------------------------------------------------------------------
     async def start(self, *, power_cycle: bool = False) -> None:
@@ -117,7 +124,10 @@ class ControllerSimulator:
             self._power_on(latched="conflict_monitor" in self._state.faults)
         holding = SimData(0, values=list(self._holding), datatype=DataType.REGISTERS)
         inputs = SimData(0, count=self.regmap.span("input"), values=0, datatype=DataType.REGISTERS)
-        device = SimDevice(self.regmap.unit_id, simdata=([_NO_BITS], [_NO_BITS], [holding], [inputs]), action=self._action)
+        layout = self.regmap.event_log
+        log = SimData(layout.header_address, count=layout.end - layout.header_address, values=0, datatype=DataType.REGISTERS)
+        device = SimDevice(self.regmap.unit_id, simdata=([_NO_BITS], [_NO_BITS], [holding], [inputs, log]),
+                           action=self._action)
         if self.sslctx is not None:
             server: ModbusTcpServer = ModbusTlsServer(device, address=(self.host, self.port), sslctx=self.sslctx)
         else:
@@ -158,6 +168,7 @@ class ControllerSimulator:
             raise ValueError(f"occupied time {occupied_s} s must be >= 0")
         self._counts[index] = (self._counts[index] + 1) & 0xFFFF_FFFF
         self._occupied_ds[index] += occupied_s * 10.0
+        self.event_log.detector_pulse(index, self.now_s(), occupied_s)
 
     def detector_occupied(self, index: int, occupied_s: float) -> None:
         """Detector ``index`` was occupied ``occupied_s`` more seconds without a new vehicle (one standing on it)."""
@@ -166,6 +177,7 @@ class ControllerSimulator:
         if occupied_s < 0:
             raise ValueError(f"occupied time {occupied_s} s must be >= 0")
         self._occupied_ds[index] += occupied_s * 10.0
+        self.event_log.detector_occupied(index, self.now_s(), occupied_s)
 
     def set_fault(self, name: str, active: bool) -> None:
         """Raise or clear a hardware fault bit: ``lamp_failure``, ``detector_fault``, ``power_failure``,
@@ -183,18 +195,31 @@ class ControllerSimulator:
     def _catch_up(self) -> None:
         now = self.now_s()
         state = self._state
+        self.event_log.aspects(logic.aspects(self.plan, state), self._last_s)  # what a command changed since
         backup_s = self._holding[self._backup_address]
         if (self._heartbeat_at is not None and backup_s > 0 and "central_heartbeat_lost" not in state.faults
                 and now - self._heartbeat_at >= backup_s):
             expiry = self._heartbeat_at + backup_s
-            state = logic.advance(self.plan, state, max(0.0, expiry - self._last_s))
+            state = self._advance(state, self._last_s, expiry)
             state = logic.fall_back(state, self._local_timing(expiry))
             log.info("controller %s: no central heartbeat for %d s, local time-of-day plan", self.site.id, backup_s)
             self._last_s = max(self._last_s, expiry)
         if state.mode == "local_tod":
             state = logic.follow_schedule(state, self._local_timing(now))
-        state = logic.advance(self.plan, state, max(0.0, now - self._last_s))
+        state = self._advance(state, self._last_s, now)
         self._state, self._last_s = state, max(self._last_s, now)
+        self.event_log.commit(self._last_s)
+
+    def _advance(self, state: logic.ControllerState, from_s: float, to_s: float) -> logic.ControllerState:
+        """``state`` from controller second ``from_s`` to ``to_s``, stepping to each aspect change to log it at its instant."""
+        t = from_s
+        while True:
+            step = min(to_s - t, logic.next_change_s(self.plan, state) + 1e-7)  # just past a change: the new aspect shows
+            state = logic.advance(self.plan, state, max(0.0, step))
+            t += max(0.0, step)
+            self.event_log.aspects(logic.aspects(self.plan, state), t)
+            if t >= to_s:
+                return state
 
     def _status_values(self) -> dict[str, Any]:
         state = self._state
@@ -220,7 +245,12 @@ class ControllerSimulator:
         """pymodbus calls this before every request: refresh status on reads, act on writes."""
         self._catch_up()
         if function_code == FC_READ_INPUT:
-            registers[:] = encode(self.regmap, "input", self._status_values())
+            at = address - start_address
+            if address >= self.regmap.event_log.header_address:
+                registers[at:at + count] = self.event_log.read(address, count, self._last_s)
+            else:
+                status = encode(self.regmap, "input", self._status_values())
+                registers[:len(status)] = status
             return None
         if function_code == FC_READ_HOLDING:
             registers[:] = self._holding  # the controller's own copy (it outlives a restart of the server)

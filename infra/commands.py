@@ -7,14 +7,16 @@ boundary at one junction never delays another. Before a command is handed on, it
 recorded in ``command_executions`` (the guard: a record delivered again after a restart is
 never sent twice); the driver then ends it in exactly one ``CommandAcknowledged``. A command
 older than ``ttl_s`` when it arrives (a backlog after an outage) is not sent: it ends
-``timed_out`` ("expired"), since a stale timing must not reach the street.
+``timed_out`` ("expired"), since a stale timing must not reach the street. A command that ``refuse``
+names a reason for (a junction held on a deployed plan refuses the adaptive strategy's timings:
+:func:`controllers.plan_workflow.hold_refusal`) is not sent either: it ends ``rejected`` with that reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -57,14 +59,17 @@ class CommandExecutor:
 
     def __init__(self, settings: Settings, bootstrap: str, database_url: str, epoch: str,
                  targets: Mapping[str, CommandTarget], clock: Callable[[], datetime], *, ttl_s: float = 300.0,
-                 expire: Callable[[CommandIssued, str], Any] | None = None) -> None:
+                 conclude: Callable[[CommandIssued, CommandOutcome, str], Awaitable[Any]] | None = None,
+                 refuse: Callable[[CommandIssued], str | None] | None = None) -> None:
+        """``conclude(command, outcome, detail)`` reports a command the executor ends itself (expired, refused) as
+        its ``CommandAcknowledged``; ``refuse(command)`` gives a reason not to send it, or None."""
         self.settings, self.bootstrap, self.database_url, self.epoch = settings, bootstrap, database_url, epoch
-        self.targets, self.clock, self.ttl_s, self.expire = targets, clock, ttl_s, expire
+        self.targets, self.clock, self.ttl_s, self.conclude, self.refuse = targets, clock, ttl_s, conclude, refuse
         self.consumer = make_consumer(settings.kafka, bootstrap, EXECUTOR_GROUP)
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._queues: dict[str, asyncio.Queue[CommandIssued]] = {t: asyncio.Queue() for t in targets}
         self._senders: list[asyncio.Task[None]] = []
-        self.received = self.sent = self.expired = self.repeated = 0
+        self.received = self.sent = self.expired = self.repeated = self.refused = 0
         self.outcomes: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -114,12 +119,22 @@ class CommandExecutor:
         age_s = (now - event.event_time).total_seconds()
         if age_s > self.ttl_s:
             self.expired += 1
-            await self._finish(command.command_id, CommandOutcome.TIMED_OUT, f"expired: {age_s:.0f} s old when received "
-                               f"(limit {self.ttl_s:g} s); not sent")
-            if self.expire is not None:
-                await self.expire(command, f"expired: {age_s:.0f} s old when received; not sent")
+            await self._end_here(command, CommandOutcome.TIMED_OUT, f"expired: {age_s:.0f} s old when received "
+                                 f"(limit {self.ttl_s:g} s); not sent")
+            return
+        refusal = self.refuse(command) if self.refuse is not None else None
+        if refusal is not None:
+            self.refused += 1
+            await self._end_here(command, CommandOutcome.REJECTED, refusal)
             return
         self._queues[command.target].put_nowait(command)
+
+    async def _end_here(self, command: CommandIssued, outcome: CommandOutcome, detail: str) -> None:
+        """End a command the executor does not send: recorded, and reported as its acknowledgement."""
+        self.outcomes[outcome.value] = self.outcomes.get(outcome.value, 0) + 1
+        await self._finish(command.command_id, outcome, detail)
+        if self.conclude is not None:
+            await self.conclude(command, outcome, detail[:500])
 
     async def _send_loop(self, target: str) -> None:
         queue = self._queues[target]

@@ -28,10 +28,12 @@ from controllers.archive_plan import Limits, RawRecord
 from controllers.envelope import encode_event
 from controllers.errors import ConfigurationError, LalinError
 from controllers.payloads import BrokerRestartDetected, CommandAcknowledged, CommandIssued, CommandOutcome
+from controllers.plan_workflow import hold_refusal
 from devices.twin.build import STEP_LENGTH_S
 from devices.twin.process import TwinProcess
 from devices.twin.reports import TripMetrics
 from infra import db
+from infra.accounts import Accounts, first_account
 from infra.archive_store import ArchiveWriter
 from infra.archiver import Archiver, ArchiverStats, utc_now
 from infra.broker_epoch import EpochWatch
@@ -43,6 +45,7 @@ from infra.field import BoardCommands, FieldDevices
 from infra.generator import DemoGenerator, load_demo_network
 from infra.kafka import start_producer
 from infra.loop_report import comparison, report_lines
+from infra.plan_service import PlanService
 from infra.publisher import EventPublisher
 from infra.runfile import RunFile
 from infra.settings import Settings
@@ -83,6 +86,7 @@ class Runtime:
         self.settings, self.out, self.clock, self.worker = settings, out, clock, worker
         self.twin: TwinLoop | None = None
         self.executor: CommandExecutor | None = None
+        self.plans: PlanService | None = None
         self.vms: VmsLoop | None = None
         self.dashboard: Dashboard | None = None
         self.workers: WorkerProcesses | None = None
@@ -306,6 +310,14 @@ class Runtime:
                     self.say(f"ALARM {getattr(action, '__name__', 'task').lstrip('_')} failed "
                              f"({type(err).__name__}: {err}); retrying in {interval_s:g} s")
 
+    async def _verify_archive(self) -> None:
+        """The dashboard's periodic verification of the archive (its status on the audit page, an alarm on the map)."""
+        if self.dashboard is None:
+            return
+        status = await self.dashboard.audit.verify_now("lalin", incremental=True)
+        if not status.ok:
+            self.say(f"ALARM the archive does not verify: {'; '.join(status.faults[:3])}")
+
     async def _summary(self) -> None:
         stats = self.archive_stats
         now = self.clock()
@@ -351,8 +363,15 @@ class Runtime:
                                   count_interval_s=self.settings.devices.count_interval_s,
                                   boards=self.settings.devices.boards,
                                   speed=self.settings.loop.speed if self.loop_on else 1.0)
+        executor_task: asyncio.Task[None] | None = None
         try:
             await self.field.start()
+            self.plans = PlanService(self.database_url, self.publisher, vms_network().plans,
+                                     {site.id: site.plan_number for site in self.field.fleet.controllers}, self.clock)
+            await self.plans.load()
+            self.executor = self._executor(self.field, self.plans)
+            await self.executor.start()
+            executor_task = asyncio.create_task(self.executor.run(self._stop), name="executor")
             await self._start_dashboard()
             if self.field.pki_created:
                 self.say(f"  pki       site CA, device certificates and users created in {self.data_dir / 'pki'}")
@@ -365,19 +384,47 @@ class Runtime:
             else:
                 await self.field.run(self._stop)
         finally:
+            if executor_task is not None:
+                executor_task.cancel()
+                await asyncio.gather(executor_task, return_exceptions=True)
+            if self.executor is not None:
+                await self.executor.stop()
             if self.dashboard is not None:
                 await self.dashboard.stop()
             await self.field.stop()
+
+    def _executor(self, field: FieldDevices, plans: PlanService) -> CommandExecutor:
+        """The command executor on every controller and board driver: expired commands and adaptive timings at a
+        held junction end there, reported as their acknowledgements."""
+        boards = {d.spec.id for d in field.board_drivers}
+
+        async def conclude(command: CommandIssued, outcome: CommandOutcome, detail: str) -> None:
+            ack = CommandAcknowledged(command_id=command.command_id, target=command.target, outcome=outcome, detail=detail)
+            protocol = "opcua" if command.target in boards else "modbus"
+            await field.sink.emit(ack, source=f"{protocol}:{command.target}", key=command.target, event_time=self.clock(),
+                                  causation_id=command.command_id)
+
+        targets: dict[str, CommandTarget] = {d.site.id: d for d in field.drivers}
+        targets |= {d.spec.id: BoardCommands(d) for d in field.board_drivers}
+        return CommandExecutor(self.settings, self.bootstrap, self.database_url, self.epoch, targets, self.clock,
+                               ttl_s=self.settings.loop.command_ttl_s, conclude=conclude,
+                               refuse=lambda command: hold_refusal(plans.registry.holds, command))
 
     async def _start_dashboard(self) -> None:
         """The live dashboard on the field devices and the automatic VMS (docs/dashboard.md)."""
         web_settings = self.settings.web
         if not web_settings.enabled:
             return
+        assert self.plans is not None
+        accounts = Accounts(self.database_url)
+        first_admin = await asyncio.to_thread(first_account, accounts, self.data_dir)
         view = LiveView(vms_network(), lambda: self.field, lambda: self.vms, self.clock)
-        self.dashboard = Dashboard(view, database_url=self.database_url, host=web_settings.host, port=web_settings.port,
-                                   interval_s=web_settings.interval_s)
+        self.dashboard = Dashboard(view, accounts=accounts, plans=self.plans, database_url=self.database_url,
+                                   host=web_settings.host, port=web_settings.port, interval_s=web_settings.interval_s)
         await self.dashboard.start()
+        if first_admin is not None:
+            self.say(f"  accounts  first account 'admin' (role admin); its password is in {first_admin} (mode 0600): "
+                     "add people with `lalin users add NAME --role ROLE`")
         if not self.worker:
             self.runfile.publish(self.describe())
         self.say(f"  web       {self.dashboard.url} (live map of the junctions and boards, alarms)")
@@ -395,26 +442,11 @@ class Runtime:
         self.twin = TwinLoop(TwinProcess(seed=loop.seed, begin_s=begin_s, end_s=min(86_399.0, begin_s + 12 * 3600)),
                              {sim.site.id: sim for sim in field.simulators}, field.sink, self.clock, step_s=STEP_LENGTH_S,
                              camera_interval_s=loop.camera_interval_s, incident=incident, say=self.say)
-        sink = field.sink
-        boards = {d.spec.id for d in field.board_drivers}
-
-        async def expire(command: CommandIssued, detail: str) -> None:
-            ack = CommandAcknowledged(command_id=command.command_id, target=command.target,
-                                      outcome=CommandOutcome.TIMED_OUT, detail=detail[:500])
-            protocol = "opcua" if command.target in boards else "modbus"
-            await sink.emit(ack, source=f"{protocol}:{command.target}", key=command.target, event_time=self.clock(),
-                            causation_id=command.command_id)
-
-        targets: dict[str, CommandTarget] = {d.site.id: d for d in field.drivers}
-        targets |= {d.spec.id: BoardCommands(d) for d in field.board_drivers}
-        self.executor = CommandExecutor(self.settings, self.bootstrap, self.database_url, self.epoch, targets, self.clock,
-                                        ttl_s=loop.command_ttl_s, expire=expire)
         self.workers = WorkerProcesses(loop.workers, worker_env(self.settings, self.bootstrap, self.database_url,
                                                                 self.simclock), self.data_dir / "logs")
         tasks: list[asyncio.Task[None]] = []
         try:
             await self.twin.start()
-            await self.executor.start()
             self.workers.start()
             if field.board_drivers:
                 self.vms = self._vms_loop()
@@ -426,7 +458,6 @@ class Runtime:
                      f"{f'automatic VMS on {len(field.board_drivers)} boards; ' if self.vms is not None else ''}"
                      "commands executed through the Modbus and OPC UA drivers")
             tasks = [asyncio.create_task(self.twin.run(self._stop), name="twin"),
-                     asyncio.create_task(self.executor.run(self._stop), name="executor"),
                      asyncio.create_task(self._supervise_workers(), name="workers")]
             if self.vms is not None:
                 tasks.append(asyncio.create_task(self._supervise_vms(), name="vms"))
@@ -439,7 +470,6 @@ class Runtime:
             await asyncio.to_thread(self.workers.stop)  # SIGTERM, then each writes its final snapshot
             if self.vms is not None:
                 await self.vms.stop()
-            await self.executor.stop()
             await self.twin.stop()
             if live is not None and self._bounded and loop.baseline:
                 await self._compare(begin_s, live)
@@ -509,7 +539,8 @@ class Runtime:
             loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.create_task(self._every(self.settings.kafka.broker_check_interval_s, self.check_epoch)),
                  asyncio.create_task(self._every(self.settings.runtime.summary_interval_s, self._summary)),
-                 asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))]
+                 asyncio.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint)),
+                 asyncio.create_task(self._every(self.settings.web.audit_interval_s, self._verify_archive))]
         if self.settings.generator.enabled and not self.worker and not self.loop_on:
             tasks.append(asyncio.create_task(self._generate()))
         if self.settings.devices.enabled and not self.worker:

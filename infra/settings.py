@@ -71,6 +71,8 @@ class WebSettings(BaseModel):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(0, ge=0, le=65_535, description="port; 0: a free one (printed, and in runtime.json)")
     interval_s: float = Field(1.0, gt=0, le=60, description="wall seconds between live updates")
+    audit_interval_s: float = Field(600.0, gt=0, description="wall seconds between the dashboard's archive verifications "
+                                    "(each from the checkpoints before the previous one; a failure is an alarm)")
 
 
 class LoopSettings(BaseModel):

@@ -8,7 +8,10 @@ Routes: ``/`` the page (the SVG inline, a small script that applies ``/events``)
 The state is read from the runtime's live objects — the controller drivers (mode, stage,
 faults, link), the board drivers (what each board reports, its faults), the automatic VMS's
 folded traffic state (degree of saturation, HCM delay, detector health) and its alarms — never
-from a cache of its own. Read-only: plans, roles and audit views come with the rest of issue 7.
+from a cache of its own.
+
+Every route needs a login and a permission (:mod:`infra.web_auth`); the plan workflow's pages are
+:mod:`infra.web_plans`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from html import escape
@@ -25,13 +29,21 @@ import psycopg
 from aiohttp import web
 
 from controllers.envelope import decode_archived
+from controllers.errors import ConfigurationError, StorageError
 from controllers.junction_charts import chart_series, line_chart_svg
 from controllers.network_map import LOS_COLOURS, los_of, network_svg
 from controllers.payloads import TrafficMeasured
 from controllers.vms_evidence import measure_direction
 from controllers.vms_state import VmsNetwork, VmsState
+from infra.accounts import Accounts, load_access
 from infra.field import FieldDevices
+from infra.plan_service import PlanService
+from infra.signal_performance_view import junction_performance
 from infra.vms_loop import VmsLoop
+from infra.web_audit import AuditPages
+from infra.web_auth import WebAuth, current_user, nav, page
+from infra.web_plans import PlanPages
+from infra.web_users import UserPages
 
 log = logging.getLogger(__name__)
 HISTORY_S = 3600.0  # the junction page's charts: the last hour (s)
@@ -45,6 +57,7 @@ class LiveView:
     def __init__(self, network: VmsNetwork, field: Callable[[], FieldDevices | None], vms: Callable[[], VmsLoop | None],
                  clock: Callable[[], datetime]) -> None:
         self.network, self.field, self.vms, self.clock = network, field, vms, clock
+        self.extra_alarms: Callable[[], str | None] = lambda: None  # the audit status (set by the dashboard)
 
     def state(self) -> dict[str, Any]:
         """Junctions, boards and alarms as JSON-ready data."""
@@ -62,7 +75,8 @@ class LiveView:
                 alarms.append(f"{driver.site.id}: controller unreachable")
             if status is not None:
                 row.update(mode=status.control_mode, stage=status.current_stage, interval=status.interval,
-                           faults=sorted(status.faults))
+                           faults=sorted(status.faults), cycle_s=status.cycle_ds / 10, offset_s=status.offset_ds / 10,
+                           stage_greens_s=[g / 10 for g in status.greens_ds[:status.n_stages]])
                 alarms += [f"{driver.site.id}: {fault}" for fault in sorted(status.faults)]
         policy_state = vms.policy.state if vms is not None else VmsState()
         for junction, summary in policy_state.summaries.items():
@@ -90,6 +104,9 @@ class LiveView:
             alarms += [f"{board.spec.id}: {fault}" for fault in faults]
         if vms is not None and vms.latest is not None:
             alarms += [f"VMS: {p}" for p in vms.latest.problems]
+        audit = self.extra_alarms()
+        if audit is not None:
+            alarms.append(audit)
         return {"at": self.clock().isoformat(), "junctions": junctions, "boards": boards, "alarms": alarms,
                 "los_colours": dict(LOS_COLOURS)}
 
@@ -97,14 +114,16 @@ class LiveView:
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>lalin — live network</title>
 <style>
-body{{font-family:sans-serif;margin:0;display:flex;background:#f4f4f4}}
+body{{font-family:sans-serif;margin:0;background:#f4f4f4}}
+nav{{background:#1d3557;color:#fff;padding:6px 12px;display:flex;gap:16px;align-items:center}}
+nav a{{color:#fff}} nav form{{margin-left:auto}}
 main{{flex:1;padding:12px}}
 aside{{width:340px;padding:12px;background:#fff;border-left:1px solid #ccc;height:100vh;overflow:auto}}
 #alarms li{{color:#b00020}} #alarms li.ok{{color:#1a7f37}} svg{{width:100%;height:auto;background:#fff;border:1px solid #ccc}}
 </style></head>
-<body><main><h1>lalin — live network <small id="at"></small></h1>{svg}</main>
+<body>{nav}<div style="display:flex"><main><h1>lalin — live network <small id="at"></small></h1>{svg}</main>
 <aside><h2>Alarms <span id="alarm-count">0</span></h2><ul id="alarms"><li class="ok">none</li></ul>
-<h2>Level of service</h2><p>{legend}</p></aside>
+<h2>Level of service</h2><p>{legend}</p></aside></div>
 <script>
 const source = new EventSource("events");
 source.onmessage = (message) => {{
@@ -142,16 +161,29 @@ source.onmessage = (message) => {{
 
 
 class Dashboard:
-    """The aiohttp server of the live dashboard on ``host``:``port`` (0: a free port)."""
+    """The aiohttp server of the web surfaces on ``host``:``port`` (0: a free port): every request authorised
+    against ``accounts`` (:mod:`infra.web_auth`), the workflow's steps published by ``plans``."""
 
-    def __init__(self, view: LiveView, *, database_url: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 interval_s: float = 1.0) -> None:
+    def __init__(self, view: LiveView, *, accounts: Accounts, plans: PlanService, database_url: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0, interval_s: float = 1.0, share_updates: bool = True) -> None:
+        """``share_updates``: build the live state once per interval for every event-stream client (False: once per
+        client, the baseline of bench/dashboard.py)."""
         self.view, self.database_url, self.host, self.port, self.interval_s = view, database_url, host, port, interval_s
+        self.share_updates = share_updates
+        self._update: tuple[float, bytes] | None = None  # (monotonic time built, the encoded message)
         self.svg = network_svg(view.network.plans, view.network.boards)
         self._runner: web.AppRunner | None = None
-        self.app = web.Application()
+        self.auth = WebAuth(accounts, load_access(), plans)
+        self.plans = PlanPages(plans, self._history, view.clock, lambda j: self.view.state()["junctions"].get(j, {}))
+        self.app = web.Application(middlewares=[self.auth.middleware])
         self.app.add_routes([web.get("/", self.page), web.get("/map.svg", self.map), web.get("/api/state", self.api_state),
-                             web.get("/events", self.events), web.get("/junction/{junction}", self.junction)])
+                             web.get("/events", self.events), web.get("/junction/{junction}", self.junction),
+                             web.get("/login", self.auth.login_page), web.post("/login", self.auth.login),
+                             web.post("/logout", self.auth.logout), *self.plans.routes(),
+                             *UserPages(accounts, self.auth).routes()])
+        self.audit = AuditPages(database_url or "", self.auth, dict(view.network.plans), view.clock)
+        self.app.add_routes(self.audit.routes())
+        view.extra_alarms = self.audit.alarm
 
     @property
     def url(self) -> str:
@@ -170,6 +202,7 @@ class Dashboard:
 
     async def stop(self) -> None:
         """Close every connection (live event streams included) and stop listening."""
+        await self.plans.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -177,7 +210,8 @@ class Dashboard:
     async def page(self, request: web.Request) -> web.Response:
         """The page: the map inline and the script that applies the live state."""
         legend = " ".join(f'<span style="background:{c};padding:2px 6px">{k}</span>' for k, c in LOS_COLOURS.items())
-        return web.Response(text=PAGE.format(svg=self.svg, legend=legend), content_type="text/html")
+        return web.Response(text=PAGE.format(svg=self.svg, legend=legend, nav=nav(current_user(request))),
+                            content_type="text/html")
 
     async def junction(self, request: web.Request) -> web.Response:
         """One junction: what it runs now (mode, stage, timing, measures) and its last hour as charts (from the
@@ -197,19 +231,37 @@ class Dashboard:
                            if s.degree_of_saturation is not None) if latest is not None else ""
         series = chart_series(history)
         charts = "".join(line_chart_svg(f"chart-{key}", title, unit, series[key]) for key, title, unit in CHARTS)
+        registry = self.plans.service.registry
+        deployed, hold = registry.plans.get(junction, plan), registry.holds.get(junction)
+        reported = (f'cycle {now["cycle_s"]:g} s, offset {now["offset_s"]:g} s, greens '
+                    + ", ".join(f"{s} {g:g} s" for s, g in zip(plan.sequence, now["stage_greens_s"], strict=False))
+                    if now.get("cycle_s") is not None else "not connected")
         rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in (
-            ("mode", now["mode"]), ("stage", f'{now["stage"]} {now["interval"] or ""}'), ("plan", f"{plan.id} v{plan.version}"),
-            ("timing", timing), ("degree of saturation", stages or "-"), ("level of service", now["los"]),
+            ("mode", now["mode"]), ("stage", f'{now["stage"]} {now["interval"] or ""}'),
+            ("plan", f"{plan.id} v{deployed.version}" + (f", held by {hold.operator} since {hold.since:%H:%M}" if hold else "")),
+            ("controller runs", reported), ("timing in the last summary", timing),
+            ("degree of saturation", stages or "-"), ("level of service", now["los"]),
             ("control delay", f'{now["delay_s"]} s' if now["delay_s"] is not None else "-"),
             ("faults", ", ".join(now["faults"]) or "none"),
             ("unhealthy detectors", ", ".join(now["detectors_unhealthy"]) or "none")))
-        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lalin — {escape(junction)}</title>'
-                f'<style>body{{font-family:sans-serif;margin:12px}} th{{text-align:left;padding-right:12px}}'
-                f' .charts{{display:flex;flex-wrap:wrap;gap:8px}} .chart{{background:#fff;border:1px solid #ccc}}</style>'
-                f'</head><body><p><a href="../">&#8592; network</a></p><h1 id="junction-title">{escape(junction)} — '
-                f'{escape(plan.name)}</h1><table id="junction-now">{rows}</table>'
-                f'<h2>Last hour ({len(history)} minute summaries)</h2><div class="charts">{charts}</div></body></html>')
+        body = (f'<h1 id="junction-title">{escape(junction)} — {escape(plan.name)}</h1><table id="junction-now">{rows}</table>'
+                f'<p><a href="/plans/{escape(junction)}">its plan</a></p>'
+                f'<h2>Last hour ({len(history)} minute summaries)</h2><div class="charts">{charts}</div>'
+                f"{await self._performance(junction)}")
+        body = page(junction, current_user(request), body, head="<style>.charts{display:flex;flex-wrap:wrap;gap:8px}"
+                    " .chart{background:#fff;border:1px solid #ccc}</style>")
         return web.Response(text=body, content_type="text/html")
+
+    async def _performance(self, junction: str) -> str:
+        """The junction's signal performance measures over the last hour, from its controller's event log."""
+        if self.database_url is None:
+            return ""
+        end = self.view.clock()
+        try:
+            spm = await junction_performance(self.database_url, junction, end - timedelta(seconds=HISTORY_S), end)
+        except (ConfigurationError, StorageError) as err:
+            return f"<h2>Signal performance</h2><p>not available: {escape(str(err))}</p>"
+        return performance_html(spm)
 
     async def _history(self, junction: str, seconds: float) -> list[TrafficMeasured]:
         """The junction's summaries of the last ``seconds`` (on the runtime's clock) from the archive, oldest first."""
@@ -234,14 +286,49 @@ class Dashboard:
         """The state now (JSON)."""
         return web.json_response(self.view.state())
 
+    def _message(self) -> bytes:
+        """The live state as one server-sent event; shared by the clients within half an interval of its building
+        (a video wall and a dozen operators' screens cost one state a second, not thirteen)."""
+        now = time.monotonic()
+        if not self.share_updates or self._update is None or now - self._update[0] >= self.interval_s / 2:
+            self._update = (now, f"data: {json.dumps(self.view.state())}\n\n".encode())
+        return self._update[1]
+
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the state every ``interval_s`` until the client goes away or the server stops."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
             while True:
-                await response.write(f"data: {json.dumps(self.view.state())}\n\n".encode())
+                await response.write(self._message())
                 await asyncio.sleep(self.interval_s)
         except ConnectionResetError:
             log.debug("dashboard: an event stream's client went away")
         return response
+
+
+def performance_html(spm: dict[str, Any]) -> str:
+    """The signal performance section of a junction's page: arrivals on green and platoon ratio per coordinated
+    group with its Purdue coordination diagram, and split failures per vehicle group (docs/dashboard.md)."""
+    coordinated = "".join(
+        f'<tr><td>{escape(c["group"])}</td><td>{c["cycles"]}</td><td>{c["arrivals"]}</td><td>{_pct(c["aog_pct"])}</td>'
+        f'<td>{_pct(c["green_pct"])}</td><td>{_num(c["platoon_ratio"])}</td></tr>' for c in spm["coordinated"])
+    failures = "".join(f'<tr><td>{escape(f["group"])}</td><td>{f["greens"]}</td><td>{f["failures"]}</td>'
+                       f'<td>{_pct(f["failure_pct"])}</td></tr>' for f in spm["split_failures"])
+    lost = f" ({spm['lost_entries']} log entries lost: cycles around them left out)" if spm["lost_entries"] else ""
+    return (f'<h2>Signal performance, last hour</h2><p>From the controller\'s event log: {spm["entries"]:,} entries{lost}. '
+            "lalin's loops are at the stop line: arrivals on green count vehicles as they cross it, not as they arrive "
+            "(docs/dashboard.md).</p>"
+            '<table id="aog"><tr><th>coordinated group</th><th>cycles</th><th>arrivals</th><th>arrivals on green</th>'
+            f'<th>green share</th><th>platoon ratio</th></tr>{coordinated}</table>'
+            f'<div class="charts" id="pcd">{spm["pcd_svg"]}</div>'
+            '<table id="split-failures"><tr><th>group</th><th>greens</th><th>split failures</th><th>share</th></tr>'
+            f"{failures}</table>")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} %"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

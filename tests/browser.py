@@ -3,6 +3,9 @@ by `make`), driven with Selenium; screenshots land in ``test-artifacts/``."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,3 +40,14 @@ def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     path = ARTEFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def dashboard_url(data_dir: Path, timeout_s: float = 120.0) -> str:
+    """The address a running `lalin up` published for its dashboard in ``data_dir/runtime.json`` (ends with /)."""
+    deadline, url = time.monotonic() + timeout_s, None
+    while url is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):  # not written yet, or being replaced
+            url = json.loads((data_dir / "runtime.json").read_text()).get("web")
+        time.sleep(0.2)
+    assert url, "lalin up did not publish its dashboard's address"
+    return str(url)

@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from controllers.plan import Plan
 from devices.twin import DATA_DIR
 from devices.twin.build import LATERAL_RESOLUTION_M, STEP_LENGTH_S
 from devices.twin.errors import TwinError, TwinProcessError
@@ -43,16 +44,19 @@ CLOSE_TIMEOUT_S = 10.0
 def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float = DEMAND_END_S,
                    step_s: float = STEP_LENGTH_S, data_dir: Path = DATA_DIR, date: datetime.date = DEFAULT_DATE,
                    lateral_resolution_m: float = LATERAL_RESOLUTION_M,
-                   incident: tuple[float, str, float] | None = None) -> TripMetrics:
+                   incident: tuple[float, str, float] | None = None,
+                   plan_documents: Mapping[str, str] | None = None) -> TripMetrics:
     """The demand from ``begin_s`` to ``end_s`` (s after local midnight) of ``date`` under each junction's own
     time-of-day plan, run by lalin's controller firmware (see :mod:`devices.twin.fixed_time`): the trip metrics.
     ``incident`` (s after local midnight, camera, duration s): a vehicle stalls, as in the run compared with.
+    ``plan_documents`` (controller id -> a plan's JSON): plans that replace the catalogued ones (a what-if).
 
     Blocking, and it runs libsumo in this process: call it in a child process (a ``spawn``
     ``ProcessPoolExecutor``, or :func:`run_fixed_time_in_child`) beside an event loop or another world."""
     from devices.fleet import load_fleet
 
     plans = {site.id: site.load_plan() for site in load_fleet().controllers}
+    plans |= {cid: Plan.model_validate_json(text) for cid, text in (plan_documents or {}).items()}
     with SumoWorld(data_dir=data_dir, seed=seed, step_s=step_s, begin_s=begin_s, end_s=end_s,
                    lateral_resolution_m=lateral_resolution_m) as world:
         corridor = FixedTimeCorridor({cid: plans[cid] for cid in world.controllers()}, date, world.time_of_day_s)

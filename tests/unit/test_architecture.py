@@ -23,7 +23,8 @@ ALLOWED = {("cext/_select.py", "os")}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid1", "uuid4", "time", "monotonic", "perf_counter", "open"}
 
 
-PURE_DEVICE_MODULES = ["devices/controller_logic.py", "devices/controller_protocol.py", "devices/vms_board.py"]
+PURE_DEVICE_MODULES = ["devices/controller_logic.py", "devices/controller_protocol.py", "devices/controller_log.py",
+                       "devices/vms_board.py"]
 
 
 def core_files() -> list[Path]:

@@ -1,0 +1,121 @@
+"""The plan workflow's shell: folds the workflow's events from the archive at start, publishes each step as an
+event (and the deployment's timing as a command on ``lalin.command``, which the executor hands to the
+controller's driver), and logs what people do in the web surfaces (logins, refusals) as ``OperatorActed``.
+
+One :class:`PlanService` lives in the runtime that serves the web pages; its registry (the pure
+:class:`controllers.plan_workflow.PlanRegistry`) answers the pages and the executor's hold check. A step is
+applied to the registry only after the broker acknowledged its event, under one lock, so two people acting
+at once see each other's steps in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from controllers.envelope import Envelope, decode_archived
+from controllers.payloads import OperatorActed, Payload, PlanHoldReleased, PlanReviewed, ReviewDecision
+from controllers.plan import Plan
+from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review
+from infra.publisher import EventPublisher
+
+log = logging.getLogger(__name__)
+WORKFLOW_TYPES = ("PlanProposed", "PlanReviewed", "PlanDeployed", "PlanHoldReleased")
+SOURCE_PREFIX = "web:"
+DEPLOY_SOURCE = "lalin:plans"
+WEB_KEY = "web"
+
+
+class PlanService:
+    """The workflow's registry and the publishing of its steps (see the module docstring)."""
+
+    def __init__(self, database_url: str, publisher: EventPublisher, plans: Mapping[str, Plan],
+                 plan_numbers: Mapping[str, int], clock: Callable[[], datetime]) -> None:
+        """``plans``: the catalogued plan of every junction; ``plan_numbers``: each controller's number of it."""
+        self.database_url, self.publisher, self.clock = database_url, publisher, clock
+        self.plan_numbers = dict(plan_numbers)
+        self.registry = PlanRegistry(plans=dict(plans))
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> int:
+        """Fold the workflow's archived events (and continue the web sources' numbering); returns the events folded."""
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+            await self.publisher.resume_from_archive(conn, SOURCE_PREFIX + "%")
+            await self.publisher.resume_from_archive(conn, DEPLOY_SOURCE)
+            cur = await conn.execute("SELECT body FROM events WHERE type = ANY(%s) ORDER BY event_time, position",
+                                     (list(WORKFLOW_TYPES),))
+            rows = await cur.fetchall()
+        folded = 0
+        for (body,) in rows:
+            folded += self.registry.apply(decode_archived(body.encode()))
+        return folded
+
+    async def _publish(self, payload: Payload, *, key: str, source: str, event_id: uuid.UUID | None = None,
+                       causation_id: uuid.UUID | None = None) -> Envelope:
+        now = self.clock()
+        topic, event = self.publisher.build(payload, source=source, key=key, event_time=now, ingest_time=now,
+                                            event_id=event_id or uuid.uuid4(), causation_id=causation_id)
+        await (await self.publisher.send(topic, event))  # acknowledged by the broker before it counts
+        self.registry.apply(event)
+        return event
+
+    async def act(self, operator: str, action: str, target: str, reason: str, **detail: str) -> Envelope:
+        """Log what a person did (or was refused) as an ``OperatorActed`` event."""
+        payload = OperatorActed(operator=operator, action=action, target=target[:64] or "-", reason=reason[:500],
+                                detail={k: v[:500] for k, v in detail.items()})
+        return await self._publish(payload, key=WEB_KEY, source=SOURCE_PREFIX + operator)
+
+    async def propose(self, plan_id: str, candidate: Plan, *, base_version: int, author: str, reason: str) -> Envelope:
+        """Publish a proposal (ProposalRefused naming every problem: nothing is published then)."""
+        async with self._lock:
+            payload = propose(self.registry, plan_id, candidate, base_version=base_version, author=author, reason=reason,
+                              proposal_id=uuid.uuid4())
+            return await self._publish(payload, key=plan_id, source=SOURCE_PREFIX + author)
+
+    async def review(self, proposal_id: uuid.UUID, *, reviewer: str, approve: bool, reason: str,
+                     hold: bool = True) -> tuple[Envelope, Envelope | None]:
+        """A second engineer's decision; an approval deploys at once: the review and the deployment events."""
+        async with self._lock:
+            decision = ReviewDecision.APPROVED if approve else ReviewDecision.REJECTED
+            payload: PlanReviewed = review(self.registry, proposal_id, reviewer=reviewer, decision=decision, reason=reason)
+            reviewed = await self._publish(payload, key=payload.plan_id, source=SOURCE_PREFIX + reviewer)
+            deployed = await self._deploy(proposal_id, hold) if approve else None
+            return reviewed, deployed
+
+    async def deploy(self, proposal_id: uuid.UUID, *, hold: bool = True) -> Envelope:
+        """Deploy an approved proposal whose deployment was not recorded (the runtime stopped in between)."""
+        async with self._lock:
+            return await self._deploy(proposal_id, hold)
+
+    async def _deploy(self, proposal_id: uuid.UUID, hold: bool) -> Envelope:
+        plan_id = self.registry.proposals[proposal_id].proposed.plan_id
+        payload, command = deployment(self.registry, proposal_id, at=self.clock(),
+                                      plan_number=self.plan_numbers.get(plan_id, 1), command_id=uuid.uuid4(), hold=hold)
+        deployed = await self._publish(payload, key=plan_id, source=DEPLOY_SOURCE)
+        if command is not None:
+            await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
+                                causation_id=deployed.event_id)
+        return deployed
+
+    async def release(self, plan_id: str, *, operator: str, reason: str) -> Envelope:
+        """End the hold on ``plan_id`` (ProposalRefused when it is not held)."""
+        async with self._lock:
+            payload: PlanHoldReleased = release(self.registry, plan_id, operator=operator, reason=reason)
+            return await self._publish(payload, key=plan_id, source=SOURCE_PREFIX + operator)
+
+    async def outcome(self, command_id: uuid.UUID) -> dict[str, Any] | None:
+        """What became of a deployment's command: the executor's record (outcome, detail) or None if unseen."""
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+            cur = await conn.execute("SELECT outcome, detail, finished_at FROM command_executions WHERE command_id = %s",
+                                     (command_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return {"outcome": row[0] or "under way", "detail": row[1], "finished_at": row[2].isoformat() if row[2] else None}
+

@@ -1,0 +1,201 @@
+"""The command centre in a real browser (headless Chromium) on a running `lalin up` with the closed loop: an
+engineer logs in, opens a junction from the map, submits a plan with a conflicting green and sees it refused,
+checks and submits a valid retiming with its what-if; a second engineer approves it and watches the controller
+simulator apply it (read back over Modbus); the adaptive strategy's timings are then refused at the held junction;
+a vehicle stalled in the twin reaches the nearest board upstream on the map. Every step is in the archive.
+Screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from infra.accounts import Accounts
+from tests.browser import chromium, dashboard_url, screenshot
+
+pytestmark = pytest.mark.integration
+LALIN = [sys.executable, "-m", "infra"]
+PASSWORD = "sunset-road-2026"
+
+
+def test_engineers_retime_a_junction_with_four_eyes_and_operators_see_the_incident(tmp_path: Path,
+                                                                                   database_url: str) -> None:
+    accounts = Accounts(database_url)
+    for name, role in (("eng.ayu", "engineer"), ("eng.made", "engineer"), ("wall", "viewer")):
+        accounts.add(name, role, PASSWORD)
+    data_dir = tmp_path / "lalin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LALIN_")}
+    env |= {"LALIN_DATABASE__URL": database_url, "LALIN_LOOP__BASELINE": "false", "LALIN_RUNTIME__SUMMARY_INTERVAL_S": "5",
+            "LALIN_LOOP__INCIDENT_AT": "06:08", "LALIN_LOOP__INCIDENT_DURATION_S": "900"}
+    log = tmp_path / "up.log"
+    with log.open("w") as sink:
+        up = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "300s", "--speed", "20"],
+                              stdout=sink, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            url = dashboard_url(data_dir).rstrip("/")
+            with chromium() as browser:
+                proposal_url = engineer_proposes(browser, url)
+                command_id = second_engineer_approves(browser, url, proposal_url)
+                incident_reaches_the_board(browser, url)
+            adaptive_timings_are_refused_at_the_held_junction(database_url)
+        finally:
+            up.send_signal(signal.SIGINT)  # Ctrl-C: everything stops cleanly
+            returncode = up.wait(timeout=120)
+    out = log.read_text()
+    assert returncode == 0, out[-4000:]
+    the_archive_tells_every_step(database_url, command_id)
+
+
+def login(browser: webdriver.Chrome, url: str, user: str, next_path: str = "/") -> None:
+    browser.get(f"{url}/login?next={next_path}")
+    browser.find_element(By.ID, "username").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "login").click()
+    WebDriverWait(browser, 10).until(lambda d: user in d.find_element(By.ID, "who").text)
+
+
+def set_plan_text(browser: webdriver.Chrome, change) -> None:
+    area = browser.find_element(By.ID, "plan-text")
+    plan = yaml.safe_load(area.get_property("value"))
+    change(plan)
+    browser.execute_script("arguments[0].value = arguments[1]", area, yaml.safe_dump(plan, sort_keys=False))
+
+
+def engineer_proposes(browser: webdriver.Chrome, url: str) -> str:
+    """eng.ayu: the map, K03's page, its plan; a conflicting green refused; a valid retiming checked, predicted and
+    submitted. Returns the proposal's address."""
+    login(browser, url, "eng.ayu")
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.junction-group')].some(g => g.dataset.los && g.dataset.los !== '?')"))
+    browser.find_element(By.CSS_SELECTOR, "#junction-K03 a").click()
+    WebDriverWait(browser, 30).until(lambda d: "K03" in d.find_element(By.ID, "junction-title").text)
+    browser.find_element(By.LINK_TEXT, "its plan").click()
+    WebDriverWait(browser, 10).until(lambda d: "v1 deployed" in d.find_element(By.ID, "plan-title").text)
+
+    def conflict(plan: dict) -> None:  # Jl. Gatot Subroto Barat from the east (D) green with Sunset Rd (A) in S1
+        next(s for s in plan["stages"] if s["id"] == "S1")["green"].append("D")
+
+    set_plan_text(browser, conflict)
+    browser.find_element(By.ID, "check").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "result-verdict"))
+    assert browser.find_element(By.ID, "result-verdict").text == "Refused"
+    assert "stage S1 shows conflicting groups A and D green together" in browser.find_element(By.ID, "result").text
+    browser.find_element(By.ID, "reason").send_keys("give the side road more green")
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "problems"))
+    assert "conflicting_green" in browser.find_element(By.ID, "problems").text
+    screenshot(browser, "plan-refused")
+
+    browser.get(f"{url}/plans/K03")  # start again from the deployed version
+
+    def retime(plan: dict) -> None:  # 4 s from the side road (S3) to Sunset Road (S1): the cycle stays 100 s
+        plan["default_timing"]["stage_greens_s"] |= {"S1": 34.0, "S3": 20.0}
+
+    set_plan_text(browser, retime)
+    browser.find_element(By.ID, "check").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "result-verdict"))
+    assert browser.find_element(By.ID, "result-verdict").text == "Safe"
+    browser.find_element(By.ID, "whatif").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "whatif-proposed"))
+    assert "s/pcu" in browser.find_element(By.ID, "whatif-deployed").text
+    assert "s/pcu" in browser.find_element(By.ID, "whatif-proposed").text
+    browser.find_element(By.ID, "simulate").click()  # the short run of the twin, deployed and proposed side by side
+    WebDriverWait(browser, 180, poll_frequency=1).until(lambda d: d.find_elements(By.ID, "simulation-result"))
+    assert "mean delay (s/veh)" in browser.find_element(By.ID, "simulation-result").text
+    browser.execute_script("document.getElementById('check').scrollIntoView()")
+    screenshot(browser, "plan-whatif")
+    browser.find_element(By.ID, "reason").send_keys("AM peak: Sunset Road northbound queue spills back")
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(lambda d: "/proposals/" in d.current_url)
+    assert browser.find_element(By.ID, "status").text == "pending"
+    assert "default_timing.stage_greens_s.S1: 30.0 -> 34.0" in browser.find_element(By.TAG_NAME, "main").text
+    return browser.current_url
+
+
+def second_engineer_approves(browser: webdriver.Chrome, url: str, proposal_url: str) -> str:
+    """The author may not approve her own change; eng.made approves it and the controller applies it."""
+    browser.find_element(By.ID, "review-reason").send_keys("my own change")
+    browser.find_element(By.ID, "approve").click()
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "refusal"))  # 403: four eyes
+    assert "a change needs a second person's approval" in browser.find_element(By.ID, "refusal").text
+    assert browser.find_element(By.ID, "status").text == "pending"
+    browser.get(url + "/")
+    browser.find_element(By.ID, "logout").click()
+    login(browser, url, "eng.made", proposal_url.split(url, 1)[1])
+    browser.find_element(By.ID, "review-reason").send_keys("checked the what-if: S3 keeps X below 0.9")
+    browser.find_element(By.ID, "approve").click()
+
+    def applied(driver: webdriver.Chrome) -> bool:
+        text = driver.find_element(By.ID, "deployment").text
+        return "acknowledged" in text and "cycle 100 s, greens [34,12,20]" in text
+
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(applied)
+    assert browser.find_element(By.ID, "status").text == "deployed"
+    screenshot(browser, "plan-deployed")
+    body = json.loads(browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('{proposal_url.replace('/proposals/', '/api/proposals/')}').then(r => r.text()).then(done)"))
+    assert body["review"]["reviewer"] == "eng.made" and body["deployment"]["hold"] is True
+    browser.get(url + "/plans")
+    assert "held on v2 by eng.made" in browser.find_element(By.ID, "plan-K03").text
+    return str(body["deployment"]["command_id"])
+
+
+def incident_reaches_the_board(browser: webdriver.Chrome, url: str) -> None:
+    """The vehicle stalled on K03's southern approach shows on the nearest northbound board of the live map."""
+    browser.get(url + "/")
+
+    def shown(driver: webdriver.Chrome) -> bool:
+        return bool(driver.execute_script(
+            "return [...document.querySelectorAll('#board-vms-sunset-03 .board-text')]"
+            ".some(t => /MOGOK|STALLED/.test(t.textContent))"))
+
+    WebDriverWait(browser, 90, poll_frequency=0.5).until(shown)
+    screenshot(browser, "incident-on-board")
+
+
+def adaptive_timings_are_refused_at_the_held_junction(database_url: str) -> None:
+    """After the deployment the adaptive strategy keeps deciding for K03; the executor refuses its timings (held)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            held = conn.execute(
+                """SELECT count(*) FROM events WHERE type = 'CommandAcknowledged' AND key = 'K03'
+                     AND body::jsonb -> 'payload' ->> 'outcome' = 'rejected'
+                     AND body::jsonb -> 'payload' ->> 'detail' LIKE 'held: junction K03 runs plan version 2%%'"""
+            ).fetchone()[0]
+        if held:
+            return
+        time.sleep(1)
+    raise AssertionError("no adaptive timing was refused at the held junction within 90 s")
+
+
+def the_archive_tells_every_step(database_url: str, command_id: str) -> None:
+    with psycopg.connect(database_url) as conn:
+        steps = conn.execute(
+            """SELECT type, body::jsonb -> 'payload' FROM events WHERE type IN ('PlanProposed', 'PlanReviewed',
+                      'PlanDeployed', 'OperatorActed') ORDER BY event_time, position""").fetchall()
+        outcome = conn.execute(
+            """SELECT body::jsonb -> 'payload' ->> 'outcome' FROM events WHERE type = 'CommandAcknowledged'
+                 AND body::jsonb -> 'payload' ->> 'command_id' = %s""", (command_id,)).fetchall()
+    kinds = [(t, p.get("action")) for t, p in steps]
+    assert ("OperatorActed", "plan.submit_refused") in kinds
+    assert [t for t, _ in kinds if t.startswith("Plan")] == ["PlanProposed", "PlanReviewed", "PlanDeployed"]
+    proposed = next(p for t, p in steps if t == "PlanProposed")
+    reviewed = next(p for t, p in steps if t == "PlanReviewed")
+    assert proposed["author"] == "eng.ayu" and reviewed["reviewer"] == "eng.made" and reviewed["decision"] == "approved"
+    denied = [p for t, p in steps if t == "OperatorActed" and p["action"] == "web.denied"]
+    assert any(p["operator"] == "eng.ayu" and "second person" in p["reason"] for p in denied)
+    assert outcome == [("acknowledged",)]

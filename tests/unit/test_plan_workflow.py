@@ -1,0 +1,220 @@
+"""The plan workflow's rules (pure): the safety check first, four eyes, no stale approvals, deployment with
+provenance, holds; and the roles as data."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controllers.access import PERMISSIONS, ROLES, AccessDenied, AccessPolicy
+from controllers.envelope import Envelope, make_event
+from controllers.payloads import (
+    CommandIssued,
+    PlanProposed,
+    Provenance,
+    ReviewDecision,
+    TimingPlanCommand,
+)
+from controllers.plan import Plan, Timing
+from controllers.plan_whatif import predict
+from controllers.plan_workflow import (
+    DEPLOY_RULE,
+    PlanRegistry,
+    ProposalRefused,
+    ProposalStatus,
+    deployment,
+    hold_refusal,
+    plan_of,
+    propose,
+    release,
+    review,
+)
+from controllers.safety import validate_all
+from infra.accounts import load_access
+from infra.plans import PLANS_DIR, load_plan
+
+K03 = load_plan(PLANS_DIR / "K03.yaml")
+AT = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)  # 08:30 WITA
+
+
+def event(payload, seq: int = 1) -> Envelope:
+    return make_event(payload, event_id=uuid.uuid4(), event_time=AT, ingest_time=AT, source="test", key="K03", seq=seq)
+
+
+def retimed(plan: Plan, **greens: float) -> Plan:
+    assert plan.default_timing is not None
+    timing = plan.default_timing.model_copy(update={"stage_greens_s": {**plan.default_timing.stage_greens_s, **greens}})
+    return plan.model_copy(update={"default_timing": timing})
+
+
+def registry() -> PlanRegistry:
+    return PlanRegistry(plans={"K03": K03})
+
+
+def proposed(reg: PlanRegistry, candidate: Plan, author: str = "eng1") -> PlanProposed:
+    payload = propose(reg, "K03", candidate, base_version=K03.version, author=author, reason="AM peak: more to S1",
+                      proposal_id=uuid.uuid4())
+    reg.apply(event(payload))
+    return payload
+
+
+def test_a_safe_retiming_is_proposed_as_the_next_version_with_its_changes() -> None:
+    reg = registry()
+    payload = proposed(reg, retimed(K03, S1=34, S3=20))
+    assert payload.version == K03.version + 1 and payload.base_version == K03.version
+    assert payload.base_checksum == K03.checksum() and payload.safety_checksum == K03.safety_checksum()
+    assert payload.changes == ["changed default_timing.stage_greens_s.S1: 30.0 -> 34.0",
+                               "changed default_timing.stage_greens_s.S3: 24.0 -> 20.0"]
+    assert plan_of(payload).default_timing.stage_greens_s == {"S1": 34, "S2": 12, "S3": 20}
+    assert reg.pending("K03")[0].proposed == payload
+
+
+def test_a_conflicting_green_is_refused_before_anything_else_and_named() -> None:
+    stages = [s.model_copy(update={"green": [*s.green, "D"]}) if s.id == "S1" else s for s in K03.stages]
+    with pytest.raises(ProposalRefused) as refused:
+        propose(registry(), "K03", K03.model_copy(update={"stages": stages}), base_version=1, author="eng1",
+                reason="try", proposal_id=uuid.uuid4())
+    problems = refused.value.problems
+    assert problems[0].startswith("conflicting_green: stage S1 shows conflicting groups A and D")
+    assert any("safety configuration (stages)" in p for p in problems)  # and it is not deployable from lalin anyway
+
+
+def test_a_cut_minimum_green_and_a_cycle_that_does_not_add_up_are_refused() -> None:
+    with pytest.raises(ProposalRefused) as refused:
+        propose(registry(), "K03", retimed(K03, S2=3), base_version=1, author="eng1", reason="shorter S2",
+                proposal_id=uuid.uuid4())
+    codes = [p.split(":")[0] for p in refused.value.problems]
+    assert "green_below_minimum" in codes and "cycle_mismatch" in codes
+
+
+def test_a_stale_base_no_change_and_a_changed_safety_configuration_are_refused() -> None:
+    with pytest.raises(ProposalRefused, match="written on version 7"):
+        propose(registry(), "K03", retimed(K03, S1=34, S3=20), base_version=7, author="eng1", reason="x y z",
+                proposal_id=uuid.uuid4())
+    with pytest.raises(ProposalRefused, match="changes nothing"):
+        propose(registry(), "K03", K03, base_version=1, author="eng1", reason="x y z", proposal_id=uuid.uuid4())
+    groups = [g.model_copy(update={"min_green_s": 12}) if g.id == "A" else g for g in K03.signal_groups]
+    with pytest.raises(ProposalRefused, match=r"safety configuration \(signal_groups\)"):
+        propose(registry(), "K03", K03.model_copy(update={"signal_groups": groups}), base_version=1, author="eng1",
+                reason="x y z", proposal_id=uuid.uuid4())
+
+
+def test_the_author_cannot_approve_and_a_second_engineer_deploys_with_provenance() -> None:
+    reg = registry()
+    payload = proposed(reg, retimed(K03, S1=34, S3=20))
+    with pytest.raises(AccessDenied, match="second person"):
+        review(reg, payload.proposal_id, reviewer="eng1", decision=ReviewDecision.APPROVED, reason="mine")
+    approval = review(reg, payload.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="checked")
+    approved = event(approval, 2)
+    reg.apply(approved)
+    assert reg.proposals[payload.proposal_id].status == ProposalStatus.APPROVED
+    command_id = uuid.uuid4()
+    deployed, command = deployment(reg, payload.proposal_id, at=AT, plan_number=3, command_id=command_id, hold=True)
+    assert command is not None and command.command_id == command_id and command.target == "K03"
+    assert command.command == TimingPlanCommand(plan_id=3, cycle_s=100, offset_s=0, stage_greens_s=[34, 12, 20])
+    proposal = reg.proposals[payload.proposal_id]
+    assert command.provenance == Provenance(rule=DEPLOY_RULE, rule_version="1", config_checksum=payload.checksum,
+                                            input_event_ids=[proposal.event_id, approved.event_id], operator="eng2",
+                                            reason="checked")
+    reg.apply(event(deployed, 3))
+    assert reg.plans["K03"].version == 2 and reg.proposals[payload.proposal_id].status == ProposalStatus.DEPLOYED
+    assert reg.holds["K03"].operator == "eng2"
+    with pytest.raises(ProposalRefused, match="deployed, not pending"):
+        review(reg, payload.proposal_id, reviewer="eng3", decision=ReviewDecision.REJECTED, reason="late")
+
+
+def test_deploying_one_version_supersedes_the_others_written_on_the_old_one() -> None:
+    reg = registry()
+    first, second = proposed(reg, retimed(K03, S1=34, S3=20)), proposed(reg, retimed(K03, S1=32, S3=22), "eng3")
+    assert (first.version, second.version) == (2, 3)
+    reg.apply(event(review(reg, first.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="ok ok")))
+    deployed, _ = deployment(reg, first.proposal_id, at=AT, plan_number=1, command_id=uuid.uuid4(), hold=False)
+    reg.apply(event(deployed))
+    assert reg.proposals[second.proposal_id].status == ProposalStatus.SUPERSEDED
+    with pytest.raises(ProposalRefused, match="superseded"):
+        review(reg, second.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="too late")
+    assert "K03" not in reg.holds
+
+
+def test_a_rejected_proposal_is_never_deployed() -> None:
+    reg = registry()
+    payload = proposed(reg, retimed(K03, S1=34, S3=20))
+    reg.apply(event(review(reg, payload.proposal_id, reviewer="eng2", decision=ReviewDecision.REJECTED, reason="no")))
+    with pytest.raises(ProposalRefused, match="not approved"):
+        deployment(reg, payload.proposal_id, at=AT, plan_number=1, command_id=uuid.uuid4(), hold=True)
+
+
+def adaptive_timing(target: str = "K03", rule: str = "adaptive_saturation") -> CommandIssued:
+    return CommandIssued(command_id=uuid.uuid4(), target=target,
+                         command=TimingPlanCommand(plan_id=1, cycle_s=100, offset_s=0, stage_greens_s=[30, 12, 24]),
+                         provenance=Provenance(rule=rule, rule_version="3", config_checksum="0" * 64))
+
+
+def test_a_hold_refuses_other_rules_timings_until_released() -> None:
+    reg = registry()
+    payload = proposed(reg, retimed(K03, S1=34, S3=20))
+    reg.apply(event(review(reg, payload.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="ok ok")))
+    deployed, command = deployment(reg, payload.proposal_id, at=AT, plan_number=1, command_id=uuid.uuid4(), hold=True)
+    reg.apply(event(deployed))
+    assert command is not None and hold_refusal(reg.holds, command) is None  # the deployment itself goes out
+    refusal = hold_refusal(reg.holds, adaptive_timing())
+    assert refusal is not None and "held: junction K03 runs plan version 2 deployed by eng2" in refusal
+    assert hold_refusal(reg.holds, adaptive_timing("K01")) is None
+    reg.apply(event(release(reg, "K03", operator="op1", reason="peak over")))
+    assert hold_refusal(reg.holds, adaptive_timing()) is None
+    with pytest.raises(ProposalRefused, match="not held"):
+        release(reg, "K03", operator="op1", reason="again")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 60), st.floats(0, 30), st.floats(0, 60), st.floats(0, 20))
+def test_whatever_greens_an_engineer_types_a_proposal_is_safe_or_refused(s1: float, s2: float, s3: float,
+                                                                          offset: float) -> None:
+    candidate = retimed(K03, S1=s1, S2=s2, S3=s3)
+    assert candidate.default_timing is not None
+    cycle = 100 + (s1 - 30) + (s2 - 12) + (s3 - 24)  # the interstages of K03 add up to 34 s
+    timing = candidate.default_timing.model_copy(update={"cycle_s": cycle, "offset_s": offset})
+    candidate = candidate.model_copy(update={"default_timing": timing})
+    try:
+        payload = propose(registry(), "K03", candidate, base_version=1, author="eng1", reason="random",
+                          proposal_id=uuid.uuid4())
+    except ProposalRefused as refused:
+        assert refused.problems
+        return
+    proposed_plan = plan_of(payload)
+    assert validate_all(proposed_plan) == [] and proposed_plan.safety_checksum() == K03.safety_checksum()
+
+
+def test_the_hcm_prediction_of_a_given_timing_matches_the_formulas() -> None:
+    assert K03.default_timing is not None
+    demand = {"N_T": 900.0, "N_R": 150.0, "S_TR": 700.0, "E_A": 300.0}
+    prediction = predict(K03, K03.default_timing, demand)
+    by = {m.movement: m for m in prediction.movements}
+    # N_T runs on A, green through S1 and S2 and the interstage between them: 30 + 12 + interstage S1->S2
+    a_green = by["N_T"].green_s
+    assert a_green > 42
+    s = K03.movement("N_T").saturation_pcu_h()
+    assert by["N_T"].capacity_pcu_h == pytest.approx(s * a_green / 100, abs=0.1)
+    assert by["N_T"].degree_of_saturation == pytest.approx(900 / (s * a_green / 100), abs=1e-3)
+    assert prediction.delay_s == pytest.approx(sum(m.delay_s * m.demand_pcu_h for m in prediction.movements) / 2050,
+                                               abs=0.1)
+    assert "W_A: no demand measured" in prediction.notes
+    more_s3 = predict(K03, Timing(cycle_s=100, stage_greens_s={"S1": 26, "S2": 12, "S3": 28}), demand)
+    assert {m.movement: m for m in more_s3.movements}["E_A"].delay_s < by["E_A"].delay_s
+
+
+def test_every_role_and_permission_is_declared_and_separation_of_duties_holds() -> None:
+    policy = load_access()
+    assert set(policy.roles) == set(ROLES)
+    granted = set().union(*policy.roles.values())
+    assert granted == set(PERMISSIONS)  # nothing declared that nobody holds
+    assert not policy.allows("admin", "plan.approve") and not policy.allows("engineer", "users.manage")
+    assert not policy.allows("viewer", "plan.propose") and not policy.allows("auditor", "plan.approve")
+    with pytest.raises(AccessDenied, match=r"op1 \(operator\) may not plan.propose"):
+        policy.require("op1", "operator", "plan.propose")
+    with pytest.raises(ValueError, match="roles without permissions"):
+        AccessPolicy.model_validate({"roles": {"viewer": ["view"]}})
