@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/timing.py
 	$(BIN)/python bench/devices.py
 	$(BIN)/python -P bench/loop.py
+	$(BIN)/python -P bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info cext/*.c cext/*.so .lalin

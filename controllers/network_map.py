@@ -1,8 +1,8 @@
 """The network as a schematic SVG map, drawn from the network data (pure; no map tiles: a command centre
 may be offline), and the colours of level of service.
 
-A coordinated corridor is drawn as a horizontal road, its junctions placed by chainage (m) on a
-common scale; the boards facing outbound traffic stand above the road, those facing inbound
+A coordinated corridor is drawn as a horizontal road (in two columns when there are more than three
+corridors, for a wide video wall), its junctions placed by chainage (m) on a common scale; the boards facing outbound traffic stand above the road, those facing inbound
 below, at their chainage; junctions and boards off a corridor are listed beside it. Every live
 element carries an ``id`` (``junction-K01``, ``board-vms-sunset-01``) and a ``data-*`` role the
 live page updates: ``.los`` (a junction's fill), ``.stage`` (its running stage), ``.board-text``.
@@ -20,7 +20,9 @@ from controllers.vms_config import BoardSite
 #: HCM level of service -> fill colour (A green ... F red), and unknown (grey)
 LOS_COLOURS: Mapping[str, str] = {"A": "#1a9850", "B": "#66bd63", "C": "#d9ef8b", "D": "#fee08b", "E": "#fc8d59",
                                   "F": "#d73027", "?": "#9e9e9e"}
-WIDTH, MARGIN, ROAD_Y, ROW_H = 1200.0, 80.0, 220.0, 420.0
+WIDTH, MARGIN, ROAD_Y, ROW_H = 1200.0, 80.0, 180.0, 310.0
+#: More corridors than this are drawn in two columns (a video wall is wide, not tall).
+ONE_COLUMN_MAX = 3
 
 
 def los_of(delay_s: float | None, degree_of_saturation: float | None) -> str:
@@ -45,32 +47,36 @@ def network_svg(plans: Mapping[str, Plan], boards: Sequence[BoardSite]) -> str:
     others = [j for j in sorted(plans) if j not in placed]
     loose = [b for b in boards if b.corridor is None or b.corridor not in corridors]
     junction_rows, board_rows = -(-len(others) // 4), -(-len(loose) // 4)  # ceiling divisions
-    height = ROW_H * len(corridors) + 70.0 * junction_rows + 90.0 * board_rows + 40.0
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="network-map" viewBox="0 0 {WIDTH:g} {height:g}" '
+    columns = 1 if len(corridors) <= ONE_COLUMN_MAX else 2
+    rows = -(-len(corridors) // columns)
+    height = ROW_H * rows + 70.0 * junction_rows + 90.0 * board_rows + 40.0
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="network-map" viewBox="0 0 {WIDTH * columns:g} {height:g}" '
              f'role="img" aria-label="lalin network map">',
              '<style>.road{stroke:#555;stroke-width:14}.label{font:14px sans-serif;fill:#222}'
              '.small{font:11px monospace;fill:#222}.board{fill:#111;stroke:#888}.board-text{font:10px monospace;fill:#ffb000}'
              '.junction{stroke:#222;stroke-width:2}</style>']
-    for row, (corridor, items) in enumerate(corridors.items()):
-        y0 = ROW_H * row + ROAD_Y
+    for index, (corridor, items) in enumerate(corridors.items()):
+        row, column = divmod(index, columns)
+        y0, left = ROW_H * row + ROAD_Y, WIDTH * column
         on_it = [b for b in boards if b.corridor == corridor and b.chainage_m is not None]
         lo = min([c for c, _ in items] + [b.chainage_m for b in on_it if b.chainage_m is not None])
         hi = max([c for c, _ in items] + [b.chainage_m for b in on_it if b.chainage_m is not None])
         scale = (WIDTH - 2 * MARGIN) / max(hi - lo, 1.0)
 
-        def x_of(chainage: float, lo: float = lo, scale: float = scale) -> float:
-            return MARGIN + (chainage - lo) * scale
+        def x_of(chainage: float, lo: float = lo, scale: float = scale, left: float = left) -> float:
+            return left + MARGIN + (chainage - lo) * scale
 
-        parts.append(f'<text class="label" x="{MARGIN:g}" y="{y0 - 150:g}">{escape(corridor)} '
+        parts.append(f'<text class="label" x="{left + MARGIN:g}" y="{y0 - 150:g}">{escape(corridor)} '
                      f'(outbound: increasing chainage, left to right)</text>')
-        parts.append(f'<line class="road" x1="{MARGIN - 30:g}" y1="{y0:g}" x2="{WIDTH - MARGIN + 30:g}" y2="{y0:g}"/>')
+        parts.append(f'<line class="road" x1="{left + MARGIN - 30:g}" y1="{y0:g}" x2="{left + WIDTH - MARGIN + 30:g}" '
+                     f'y2="{y0:g}"/>')
         for chainage, junction in items:
             x = x_of(chainage)
             parts.append(_junction(junction, plans[junction], x, y0))
         for board in on_it:
             assert board.chainage_m is not None
             parts.append(_board(board, x_of(board.chainage_m), y0 - 120 if board.facing == "outbound" else y0 + 75))
-    y = ROW_H * len(corridors) + 20
+    y = ROW_H * rows + 20
     if others or loose:
         parts.append(f'<text class="label" x="{MARGIN:g}" y="{y:g}">Off the modelled corridors</text>')
     for k, junction in enumerate(others):

@@ -50,3 +50,18 @@ def test_a_junctions_last_hour_becomes_chart_series_and_svg_line_charts() -> Non
     line = root.find(f"{SVG}polyline")
     assert line is not None and len(line.get("points", "").split()) == 5
     assert "no data yet" in line_chart_svg("empty", "Queue", "m", {"longest queue": []})
+
+
+def test_many_corridors_are_drawn_in_two_columns_for_a_wide_video_wall() -> None:
+    import re
+
+    template = NETWORK.plans["K01"]
+    assert template.coordination is not None
+    plans = {f"J{n:02d}": template.model_copy(update={"id": f"J{n:02d}", "coordination": template.coordination.model_copy(
+        update={"corridor": f"Corridor {n % 8}", "chainage_m": 500.0 * (n // 8)})}) for n in range(41)}
+    svg = network_svg(plans, [])
+    width, height = (float(v) for v in re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg).groups())  # type: ignore[union-attr]
+    assert width == 2400 and height < width / 1.5  # eight corridors: four rows of two, wider than tall
+    root = ET.fromstring(svg)
+    x = [float(c.get("cx", "nan")) for c in root.iter(f"{SVG}circle")]
+    assert len(x) == 41 and min(x) < 1200 < max(x)
