@@ -41,12 +41,13 @@ from infra.plan_service import PlanService
 from infra.signal_performance_view import junction_performance
 from infra.vms_loop import VmsLoop
 from infra.web_audit import AuditPages
-from infra.web_auth import WebAuth, current_user, nav, page
+from infra.web_auth import COOKIE, WebAuth, current_user, nav, page
 from infra.web_plans import PlanPages
 from infra.web_users import UserPages
 
 log = logging.getLogger(__name__)
 HISTORY_S = 3600.0  # the junction page's charts: the last hour (s)
+SESSION_RECHECK_S = 60.0  # a live event stream re-checks its session this often (wall s)
 CHARTS = (("flows_veh_h", "Flows by class", "veh/h"), ("occupancy", "Occupancy", "fraction"),
           ("speed_kmh", "Speed", "km/h"), ("queue_m", "Longest camera queue", "m"))
 
@@ -126,6 +127,7 @@ aside{{width:340px;padding:12px;background:#fff;border-left:1px solid #ccc;heigh
 <h2>Level of service</h2><p>{legend}</p></aside></div>
 <script>
 const source = new EventSource("events");
+source.addEventListener("session-ended", () => {{ source.close(); window.location = "/login?next=/"; }});
 source.onmessage = (message) => {{
   const state = JSON.parse(message.data);
   document.getElementById("at").textContent = state.at;
@@ -165,11 +167,12 @@ class Dashboard:
     against ``accounts`` (:mod:`infra.web_auth`), the workflow's steps published by ``plans``."""
 
     def __init__(self, view: LiveView, *, accounts: Accounts, plans: PlanService, database_url: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0, interval_s: float = 1.0, share_updates: bool = True) -> None:
+                 host: str = "127.0.0.1", port: int = 0, interval_s: float = 1.0, share_updates: bool = True,
+                 session_recheck_s: float = SESSION_RECHECK_S) -> None:
         """``share_updates``: build the live state once per interval for every event-stream client (False: once per
         client, the baseline of bench/dashboard.py)."""
         self.view, self.database_url, self.host, self.port, self.interval_s = view, database_url, host, port, interval_s
-        self.share_updates = share_updates
+        self.share_updates, self.session_recheck_s = share_updates, session_recheck_s
         self._update: tuple[float, bytes] | None = None  # (monotonic time built, the encoded message)
         self.svg = network_svg(view.network.plans, view.network.boards)
         self._runner: web.AppRunner | None = None
@@ -295,11 +298,20 @@ class Dashboard:
         return self._update[1]
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: the state every ``interval_s`` until the client goes away or the server stops."""
+        """Server-sent events: the state every ``interval_s`` until the client goes away, the server stops or the
+        session ends (checked every ``session_recheck_s``: a logout, a disabled account or the 12-h limit ends a
+        stream too; the stream itself counts as activity, so a video wall is not logged out for idling)."""
+        token = request.cookies.get(COOKIE, "")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        checked = time.monotonic()
         try:
             while True:
+                if time.monotonic() - checked >= self.session_recheck_s:
+                    checked = time.monotonic()
+                    if await asyncio.to_thread(self.auth.accounts.session, token) is None:
+                        await response.write(b"event: session-ended\ndata: {}\n\n")
+                        break
                 await response.write(self._message())
                 await asyncio.sleep(self.interval_s)
         except ConnectionResetError:

@@ -148,3 +148,39 @@ def test_passwords_are_hashed_sessions_expire_and_failed_logins_lock(database_ur
         accounts.login("eng1", PASSWORD)
     with pytest.raises(LoginFailed, match="wrong user name or password"):
         accounts.login("nobody", PASSWORD)
+
+
+def test_a_live_stream_ends_when_its_account_is_disabled(settings: Settings, database_url: str) -> None:
+    asyncio.run(stream_ends(settings, database_url))
+
+
+async def stream_ends(settings: Settings, database_url: str) -> None:
+    accounts = Accounts(database_url)
+    accounts.add("wall", "viewer", PASSWORD)
+    await provision_topics(settings.kafka, settings.kafka.bootstrap or "", load_catalogue())
+    producer, _ = await start_producer(settings.kafka, settings.kafka.bootstrap or "")
+    network = vms_network()
+    plans = PlanService(database_url, EventPublisher(producer, load_catalogue()), network.plans, {}, lambda: NOW)
+    dashboard = Dashboard(LiveView(network, lambda: None, lambda: None, lambda: NOW), accounts=accounts, plans=plans,
+                          database_url=database_url, interval_s=0.2, session_recheck_s=0.5)
+    await dashboard.start()
+    try:
+        url = dashboard.url.rstrip("/")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await http.post(url + "/login", data={"username": "wall", "password": PASSWORD})
+            updates, ended = 0, False
+            async with http.get(url + "/events") as answer:
+                assert answer.status == 200
+                async for line in answer.content:
+                    updates += line.startswith(b"data: {\"at\"")
+                    if updates == 3:
+                        await asyncio.to_thread(accounts.disable, "wall")
+                    if line.startswith(b"event: session-ended"):
+                        ended = True
+                        break
+            assert updates >= 3 and ended
+            async with http.get(url + "/api/state") as answer:
+                assert answer.status == 401
+    finally:
+        await dashboard.stop()
+        await producer.stop()
