@@ -2,10 +2,11 @@
 may be offline), and the colours of level of service.
 
 A coordinated corridor is drawn as a horizontal road (in two columns when there are more than three
-corridors, for a wide video wall), its junctions placed by chainage (m) on a common scale; the boards facing outbound traffic stand above the road, those facing inbound
-below, at their chainage; junctions and boards off a corridor are listed beside it. Every live
-element carries an ``id`` (``junction-K01``, ``board-vms-sunset-01``) and a ``data-*`` role the
-live page updates: ``.los`` (a junction's fill), ``.stage`` (its running stage), ``.board-text``.
+corridors, for a wide video wall), its junctions placed by chainage (m) on a common scale; the boards
+facing outbound traffic stand above the road, those facing inbound below, at their chainage; junctions
+and boards off a corridor are listed beside it. Every live element carries an ``id`` (``junction-K01``,
+``board-vms-sunset-01``) and a ``data-*`` role the live page updates: ``.los`` (a junction's fill),
+``.stage`` (its running stage), ``.board-text``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from controllers.vms_config import BoardSite, Language, Template
 
@@ -70,3 +71,17 @@ def fit_problem(board: BoardSite, pages: list[list[str]]) -> str | None:
     if not 1 <= len(pages) <= board.max_pages:
         return f"{len(pages)} pages; the board shows 1 to {board.max_pages}"
     return next((p for p in (_problem(board, page) for page in pages) if p is not None), None)
+
+
+def order_problem(board: BoardSite, pages: list[list[str]], page_time_s: float, now: datetime, until: datetime) -> str | None:
+    """Why an operator's message ``pages`` until ``until`` cannot go on ``board`` at ``now`` (the text does not fit, the
+    board cannot alternate its pages at ``page_time_s`` seconds each, the expiry is past or beyond the board's
+    longest duration, s), or None."""
+    problem = fit_problem(board, pages)
+    if problem is None and len(pages) > 1 and page_time_s < board.min_page_time_s:
+        problem = f"the board needs at least {board.min_page_time_s:g} s per page"
+    if problem is not None:
+        return f"the text does not fit {board.id}: {problem}"
+    if not now < until <= now + timedelta(seconds=board.max_duration_s):
+        return f"{until.isoformat()} must be after now ({now.isoformat()}) and within {board.max_duration_s:g} s"
+    return None

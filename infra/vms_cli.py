@@ -31,7 +31,7 @@ import psycopg
 from controllers.payloads import OperatorActed
 from controllers.vms_config import BoardSite
 from controllers.vms_state import CANCEL_ACTION, SEND_ACTION
-from controllers.vms_text import fit_problem, operator_pages
+from controllers.vms_text import operator_pages, order_problem
 from infra.cli_common import (
     data_dir_option,
     database_option,
@@ -127,17 +127,12 @@ def send(data_dir: Path | None, database_url: str | None, board_id: str, text: s
     (e.g. "JALAN DITUTUP/PUTAR BALIK|ROAD CLOSED/TURN BACK")."""
     board = _board(board_id)
     pages = operator_pages(text)
-    problem = fit_problem(board, pages)
-    if problem is None and len(pages) > 1 and load_policy().display.page_time_s < board.min_page_time_s:
-        problem = f"the board needs at least {board.min_page_time_s:g} s per page"
-    if problem is not None:
-        raise click.BadParameter(f"the text does not fit {board_id}: {problem}", param_hint="TEXT")
     settings = settings_for(data_dir)
     now, bootstrap = _runtime_clock(settings.runtime.data_dir)
     until = _until(until_text, now)
-    if not now < until <= now + timedelta(seconds=board.max_duration_s):
-        raise click.BadParameter(f"{until.isoformat()} must be after now ({now.isoformat()}) and within "
-                                 f"{board.max_duration_s:g} s", param_hint="--until")
+    problem = order_problem(board, pages, load_policy().display.page_time_s, now, until)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="TEXT" if "does not fit" in problem else "--until")
     payload = OperatorActed(operator=_operator(operator), action=SEND_ACTION, target=board_id, reason=_reason(reason),
                             detail={"text": "|".join("/".join(lines) for lines in pages), "until": until.isoformat()})
     url = database_url_for(settings, database_url)

@@ -42,6 +42,7 @@ from infra.signal_performance_view import junction_performance
 from infra.vms_loop import VmsLoop
 from infra.web_audit import AuditPages
 from infra.web_auth import COOKIE, WebAuth, current_user, nav, page
+from infra.web_boards import BoardPages
 from infra.web_plans import PlanPages
 from infra.web_users import UserPages
 
@@ -184,6 +185,8 @@ class Dashboard:
                              web.get("/login", self.auth.login_page), web.post("/login", self.auth.login),
                              web.post("/logout", self.auth.logout), *self.plans.routes(),
                              *UserPages(accounts, self.auth).routes()])
+        boards = BoardPages(view.network.board_by_id, plans, self.auth, lambda: self.view.state()["boards"], view.clock)
+        self.app.add_routes(boards.routes())
         self.audit = AuditPages(database_url or "", self.auth, dict(view.network.plans), view.clock)
         self.app.add_routes(self.audit.routes())
         view.extra_alarms = self.audit.alarm

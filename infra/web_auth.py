@@ -53,6 +53,9 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/proposals/{proposal}/review"): "plan.approve",
     ("POST", "/proposals/{proposal}/deploy"): "plan.approve",
     ("POST", "/plans/{plan}/release"): "junction.release",
+    ("GET", "/boards"): "view",
+    ("POST", "/boards/{board}/order"): "vms.order",
+    ("POST", "/boards/{board}/cancel"): "vms.order",
     ("GET", "/audit"): "audit.read",
     ("POST", "/audit/verify"): "audit.read",
     ("GET", "/audit/events"): "audit.read",
@@ -188,11 +191,15 @@ textarea{width:100%;height:480px}
 </style>"""
 
 
+NAV = (("/", "Map"), ("/boards", "Boards"), ("/plans", "Plans"), ("/audit", "Audit"))
+
+
 def nav(user: User | None) -> str:
     """The navigation bar: the surfaces, who is signed in with which role, and the logout button."""
     who = (f'<span id="who">{escape(user.username)} ({escape(user.role)})</span>'
            '<form method="post" action="/logout"><button id="logout">Log out</button></form>') if user else ""
-    return f'<nav><b>lalin</b><a href="/">Map</a><a href="/plans">Plans</a><a href="/audit">Audit</a>{who}</nav>'
+    links = "".join(f'<a href="{path}">{name}</a>' for path, name in NAV)
+    return f"<nav><b>lalin</b>{links}{who}</nav>"
 
 
 def page(title: str, user: User | None, body: str, head: str = "") -> str:

@@ -5,7 +5,9 @@ passwords are stored hashed; sessions expire; failed logins lock the account."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,16 +49,8 @@ async def each_role(settings: Settings, database_url: str) -> None:
     accounts = Accounts(database_url)
     for role in ("viewer", "operator", "engineer", "auditor", "admin"):
         accounts.add(f"{role}1", role, PASSWORD)
-    await provision_topics(settings.kafka, settings.kafka.bootstrap or "", load_catalogue())
-    producer, _ = await start_producer(settings.kafka, settings.kafka.bootstrap or "")
-    publisher = EventPublisher(producer, load_catalogue())
-    network = vms_network()
-    plans = PlanService(database_url, publisher, network.plans, {"K03": 3}, lambda: NOW)
-    dashboard = Dashboard(LiveView(network, lambda: None, lambda: None, lambda: NOW), accounts=accounts, plans=plans,
-                          database_url=database_url)
-    await dashboard.start()
     refused: list[tuple[str, str, str]] = []
-    try:
+    async with serving(settings, database_url) as dashboard:
         url = dashboard.url.rstrip("/")
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as anonymous:
             async with anonymous.get(url + "/plans", allow_redirects=False) as answer:
@@ -71,7 +65,7 @@ async def each_role(settings: Settings, database_url: str) -> None:
                     assert answer.status == 200 and f"{role}1 ({role})" in await answer.text()
                 for (method, route), permission in sorted(ROUTE_PERMISSIONS.items()):
                     path = route.format(plan="K03", junction="K03", proposal=uuid.uuid4(), event_id=uuid.uuid4(),
-                                        job="0" * 12)
+                                        job="0" * 12, board="vms-sunset-03")
                     async with http.request(method, url + path, data={} if method == "POST" else None,
                                             headers={"Origin": url}, allow_redirects=False) as answer:
                         status = answer.status
@@ -84,14 +78,56 @@ async def each_role(settings: Settings, database_url: str) -> None:
                 async with http.post(url + "/plans/K03/check", data={}, headers={"Origin": "http://evil.example"}) as answer:
                     assert answer.status == 403
         assert refused, "no role was refused anything"
-    finally:
-        await dashboard.stop()
-        await producer.stop()
     denied = [(p.operator, p.target, p.detail.get("permission")) for p in await operator_events(settings)
               if p.action == "web.denied" and p.detail.get("permission")]
     assert sorted(denied) == sorted(refused)
     logins = [p.operator for p in await operator_events(settings) if p.action == "web.login"]
     assert sorted(logins) == sorted(f"{r}1" for r in ("viewer", "operator", "engineer", "auditor", "admin"))
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, database_url: str, **options: Any) -> AsyncIterator[Dashboard]:
+    """The dashboard on a real database and broker (topics provisioned), stopped afterwards."""
+    await provision_topics(settings.kafka, settings.kafka.bootstrap or "", load_catalogue())
+    producer, _ = await start_producer(settings.kafka, settings.kafka.bootstrap or "")
+    network = vms_network()
+    plans = PlanService(database_url, EventPublisher(producer, load_catalogue()), network.plans, {"K03": 3}, lambda: NOW)
+    dashboard = Dashboard(LiveView(network, lambda: None, lambda: None, lambda: NOW), accounts=Accounts(database_url),
+                          plans=plans, database_url=database_url, **options)
+    await dashboard.start()
+    try:
+        yield dashboard
+    finally:
+        await dashboard.stop()
+        await producer.stop()
+
+
+def test_an_operator_orders_a_board_message_with_a_reason_and_a_text_that_fits(settings: Settings,
+                                                                              database_url: str) -> None:
+    Accounts(database_url).add("op.wayan", "operator", PASSWORD)
+    asyncio.run(operator_orders(settings, database_url))
+
+
+async def operator_orders(settings: Settings, database_url: str) -> None:
+    async with serving(settings, database_url) as dashboard:
+        url = dashboard.url.rstrip("/")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await http.post(url + "/login", data={"username": "op.wayan", "password": PASSWORD})
+            too_long = {"text": "JALAN SUNSET ROAD DITUTUP TOTAL SAMPAI BESOK PAGI", "minutes": "30", "reason": "ceremony"}
+            async with http.post(url + "/boards/vms-sunset-03/order", data=too_long, headers={"Origin": url}) as answer:
+                assert answer.status == 422 and "does not fit vms-sunset-03" in await answer.text()
+            order = {"text": "UPACARA ADAT/JALAN DITUTUP|CEREMONY/ROAD CLOSED", "minutes": "45", "reason": "melasti procession"}
+            async with http.post(url + "/boards/vms-sunset-03/order", data=order, headers={"Origin": url}) as answer:
+                assert answer.status == 200 and "Boards" in await answer.text()
+            async with http.post(url + "/boards/vms-sunset-03/cancel", data={"reason": "procession passed"},
+                                 headers={"Origin": url}) as answer:
+                assert answer.status == 200
+    orders = [p for p in await operator_events(settings) if p.action in {"vms_send", "vms_cancel"}]
+    assert [(p.operator, p.action, p.target, p.reason) for p in orders] == [
+        ("op.wayan", "vms_send", "vms-sunset-03", "melasti procession"),
+        ("op.wayan", "vms_cancel", "vms-sunset-03", "procession passed")]
+    assert orders[0].detail["text"] == "UPACARA ADAT/JALAN DITUTUP|CEREMONY/ROAD CLOSED"
+    assert orders[0].detail["until"] == (NOW + timedelta(minutes=45)).isoformat()
 
 
 async def operator_events(settings: Settings) -> list[Any]:
@@ -157,14 +193,7 @@ def test_a_live_stream_ends_when_its_account_is_disabled(settings: Settings, dat
 async def stream_ends(settings: Settings, database_url: str) -> None:
     accounts = Accounts(database_url)
     accounts.add("wall", "viewer", PASSWORD)
-    await provision_topics(settings.kafka, settings.kafka.bootstrap or "", load_catalogue())
-    producer, _ = await start_producer(settings.kafka, settings.kafka.bootstrap or "")
-    network = vms_network()
-    plans = PlanService(database_url, EventPublisher(producer, load_catalogue()), network.plans, {}, lambda: NOW)
-    dashboard = Dashboard(LiveView(network, lambda: None, lambda: None, lambda: NOW), accounts=accounts, plans=plans,
-                          database_url=database_url, interval_s=0.2, session_recheck_s=0.5)
-    await dashboard.start()
-    try:
+    async with serving(settings, database_url, interval_s=0.2, session_recheck_s=0.5) as dashboard:
         url = dashboard.url.rstrip("/")
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             await http.post(url + "/login", data={"username": "wall", "password": PASSWORD})
@@ -181,6 +210,3 @@ async def stream_ends(settings: Settings, database_url: str) -> None:
             assert updates >= 3 and ended
             async with http.get(url + "/api/state") as answer:
                 assert answer.status == 401
-    finally:
-        await dashboard.stop()
-        await producer.stop()
