@@ -84,7 +84,8 @@ def synthetic_topology(n: int) -> Topology:
         src = base.layouts[sources[k % len(sources)]]
         ident = f"X{k:03d}"
         plan = src.plan
-        layout = IntersectionLayout(ident, plan, tuple(DetectorSite(f"{ident}-{d.movement}-{d.lane}", d.movement, d.lane)
+        layout = IntersectionLayout(ident, plan, tuple(DetectorSite(f"{ident}{d.id[len(src.intersection_id):]}", d.movement,
+                                                                    d.lane, d.kind, d.distance_m)
                                                        for d in src.detectors), None, src.approaches)
         layouts[ident], plans[ident] = layout, plan
         corridors[corridor_key(layout)] = [CorridorMember(ident, plan, 1)]

@@ -3,16 +3,21 @@
 Input: the entries of one controller's event log (``ControllerEventsLogged``: Indiana codes,
 a signal group or detector id, a time) over a period, and the junction's
 :class:`~controllers.traffic_state.IntersectionLayout` — its plan and its detectors with the
-movement each watches, the same mapping the fold uses. A detector belongs to the signal group
-of its movement (``movements[].signal_group`` in the plan); every detector in lalin's catalogue
-is a stop-line loop.
+movement each watches, their kind (``stop_line`` or ``advance``) and an advance loop's distance
+upstream of the stop line, the same data the fold uses. A detector belongs to the signal group
+of its movement (``movements[].signal_group`` in the plan).
 
 Purdue coordination diagram and arrivals on green (for a coordinated group)
     A *cycle* of a group runs from one begin of red (code 10) to the next, with its begin of
     green (1) and of yellow (8) in between; a cycle missing one of them (flash, lost entries,
     the period's edges) is *incomplete* and left out. Each detector-on (82) of the group's
-    detectors is an *arrival*, placed at its time in the cycle and classed red (before the
-    green), green (before the yellow) or yellow. Arrivals on green
+    *arrival detectors* is an *arrival*, placed at its time in the cycle and classed red
+    (before the green), green (before the yellow) or yellow. The arrival detectors are the
+    group's **advance** loops when it has any (ATSPM): an arrival is then the detector-on
+    shifted by the free-flow travel time to the stop line, ``distance_m / (approach_speed_kmh
+    / 3.6)`` s, the distance the fleet gives the loop and the speed the plan gives the group
+    (its design or 85th-percentile speed); a group without advance loops falls back to its
+    **stop-line** loops, unshifted (``arrival_detectors`` says which). Arrivals on green
     ``AoG = 100 x arrivals on green / arrivals`` (%), the green share ``green = 100 x green time
     / cycle time`` (%) and the platoon ratio ``Rp = AoG / green`` (1: random arrivals; above:
     the progression brings platoons on green), per cycle and over the period's complete cycles.
@@ -22,13 +27,14 @@ Split failures (every vehicle group with detectors, Purdue definition)
     (begin green to begin yellow) during which the group's stop-line detectors are occupied —
     and the red occupancy ratio ``ROR5`` over the first 5 s of the following red (shorter when
     the next green comes sooner). A split failure is ``GOR > 0.8`` and ``ROR5 > 0.8``: the
-    queue did not clear. The group's detectors count together: a moment is occupied when any
-    of them is (their presence intervals' union).
+    queue did not clear. The group's stop-line detectors count together: a moment is occupied
+    when any of them is (their presence intervals' union); advance loops never count here.
 
-Limits: with stop-line detectors an "arrival" is the moment a vehicle reaches the stop line,
-so vehicles queued in red show up when the queue discharges in green (AoG reads high in
-congestion); ATSPM uses advance detectors (about 120 m upstream) shifted by the free-flow travel
-time. Times are seconds unless named otherwise; no I/O, no clock.
+Limits: the travel time is the free-flow one: a vehicle slowed by a queue reaching back past
+the advance loop arrives later than its shifted time (ATSPM's approximation too). A fallback to
+stop-line loops measures the discharge, not the arrivals: vehicles queued in red show up when
+the queue leaves in green (AoG reads high in congestion). Times are seconds unless named
+otherwise; no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
@@ -50,6 +57,8 @@ SPLIT_FAILURE_OCCUPANCY = 0.8
 RED_WINDOW_S = 5.0
 
 Gap = tuple[datetime, datetime]
+#: Which loops a coordinated group's arrivals come from.
+ArrivalDetectors = Literal["advance", "stop_line"]
 
 
 class PcdCycle(msgspec.Struct, frozen=True):
@@ -73,7 +82,9 @@ class PcdCycle(msgspec.Struct, frozen=True):
 
 
 class CoordinatedGroupPerformance(msgspec.Struct, frozen=True):
-    """The PCD of one group and its arrivals on green over the period's complete cycles."""
+    """The PCD of one group and its arrivals on green over the period's complete cycles; ``detectors``: the loops the
+    arrivals come from (``arrival_detectors``: advance loops, or stop-line loops where the group has none) and
+    ``travel_times_s`` the shift added to each one's detector-on times (s; 0 for a stop-line loop)."""
 
     group: str
     detectors: list[str]
@@ -84,6 +95,8 @@ class CoordinatedGroupPerformance(msgspec.Struct, frozen=True):
     aog_pct: float | None  # arrivals on green (%)
     green_pct: float | None  # green time over cycle time (%)
     platoon_ratio: float | None  # aog_pct / green_pct
+    arrival_detectors: ArrivalDetectors = "stop_line"
+    travel_times_s: list[float] = []
 
 
 class SplitCycle(msgspec.Struct, frozen=True):
@@ -130,9 +143,29 @@ class _Timeline:
 
 
 def group_detectors(layout: IntersectionLayout, group: str) -> list[str]:
-    """The detectors of ``group``: those on the movements the plan gives to that signal group."""
+    """The stop-line detectors of ``group``: those on the movements the plan gives to that signal group."""
     served = {m.id for m in layout.plan.movements if m.signal_group == group}
-    return [d.id for d in layout.detectors if d.movement in served]
+    return [d.id for d in layout.stop_line_detectors() if d.movement in served]
+
+
+def travel_time_s(distance_m: float, speed_kmh: float) -> float:
+    """Free-flow travel time (s) over ``distance_m`` at ``speed_kmh``."""
+    if speed_kmh <= 0:
+        raise ValueError(f"a travel time needs a speed above 0 km/h, not {speed_kmh}")
+    return distance_m / (speed_kmh / 3.6)
+
+
+def arrival_detectors(layout: IntersectionLayout, group: str) -> tuple[ArrivalDetectors, dict[str, float]]:
+    """Where ``group``'s arrivals come from and the shift (s) of each detector's on times: its advance loops, each
+    shifted by the travel time from the loop to the stop line at the group's ``approach_speed_kmh``; without advance
+    loops its stop-line loops, unshifted."""
+    served = {m.id for m in layout.plan.movements if m.signal_group == group}
+    advance = [d for d in layout.detectors if d.kind == "advance" and d.movement in served]
+    if not advance:
+        return "stop_line", dict.fromkeys(group_detectors(layout, group), 0.0)
+    declared = layout.plan.group(group)
+    speed_kmh = declared.approach_speed_kmh if declared is not None else 0.0
+    return "advance", {d.id: travel_time_s(d.distance_m, speed_kmh) for d in advance}
 
 
 def coordinated_groups(layout: IntersectionLayout) -> list[str]:
@@ -157,9 +190,11 @@ def junction_performance(layout: IntersectionLayout, entries: Iterable[LoggedEve
 
 def arrivals_on_green(layout: IntersectionLayout, entries: Sequence[LoggedEvent], group: str, start: datetime,
                       end: datetime, *, gaps: Sequence[Gap] = ()) -> CoordinatedGroupPerformance:
-    """The PCD cycles of ``group`` that start in [``start``, ``end``), and its AoG, green share and platoon ratio."""
-    detectors = group_detectors(layout, group)
-    line = _timeline(entries, group, detectors)
+    """The PCD cycles of ``group`` that start in [``start``, ``end``), and its AoG, green share and platoon ratio,
+    from its advance loops' arrivals shifted to the stop line (its stop-line loops where it has no advance loop)."""
+    kind, shifts = arrival_detectors(layout, group)
+    detectors = list(shifts)
+    line = _timeline(entries, group, detectors, shifts)
     cycles: list[PcdCycle] = []
     incomplete = 0
     for r0, r1 in zip(line.reds, line.reds[1:], strict=False):
@@ -176,7 +211,8 @@ def arrivals_on_green(layout: IntersectionLayout, entries: Sequence[LoggedEvent]
     aog = 100.0 * on_green / arrivals if arrivals else None
     green = 100.0 * sum(c.yellow_s - c.green_s for c in cycles) / cycle_s if cycle_s > 0 else None
     ratio = aog / green if aog is not None and green else None
-    return CoordinatedGroupPerformance(group, detectors, cycles, incomplete, arrivals, on_green, aog, green, ratio)
+    return CoordinatedGroupPerformance(group, detectors, cycles, incomplete, arrivals, on_green, aog, green, ratio,
+                                       kind, [shifts[d] for d in detectors])
 
 
 def split_failures(layout: IntersectionLayout, entries: Sequence[LoggedEvent], group: str, start: datetime,
@@ -217,7 +253,10 @@ def _pcd_cycle(line: _Timeline, r0: float, r1: float, gaps: Sequence[Gap]) -> Pc
                     len(arrivals) - on_red - on_green)
 
 
-def _timeline(entries: Sequence[LoggedEvent], group: str, detectors: Sequence[str]) -> _Timeline:
+def _timeline(entries: Sequence[LoggedEvent], group: str, detectors: Sequence[str],
+              shift_s: Mapping[str, float] | None = None) -> _Timeline:
+    """``group``'s signal events, and the on times (each plus its detector's ``shift_s``) and presence of
+    ``detectors``."""
     codes: Mapping[int, list[float]] = {EventCode.PHASE_BEGIN_GREEN: [], EventCode.PHASE_BEGIN_YELLOW_CLEARANCE: [],
                                         EventCode.PHASE_BEGIN_RED_CLEARANCE: []}
     arrivals: list[float] = []
@@ -230,7 +269,7 @@ def _timeline(entries: Sequence[LoggedEvent], group: str, detectors: Sequence[st
             on = e.code == EventCode.DETECTOR_ON
             switches[e.param].append((t, on))
             if on:
-                arrivals.append(t)
+                arrivals.append(t + (shift_s.get(e.param, 0.0) if shift_s is not None else 0.0))
     first = min((e.at.timestamp() for e in entries), default=0.0)
     last = max((e.at.timestamp() for e in entries), default=0.0)
     presence = _union(p for s in switches.values() for p in _presence(s, first, last))

@@ -27,7 +27,10 @@ Measures
     saw in the 5-min window, or the configured default mix; unhealthy lanes are replaced by
     the mean of the movement's healthy lanes), occupancy, speed and the degree of saturation
     ``X = q C / (S g)`` at the timing the controller reports running. Per stage: the highest
-    X of its movements. Per approach: camera counts, longest queue (m), incident.
+    X of its movements. Per approach: camera counts, longest queue (m), incident. Only
+    *stop-line* detectors measure a movement (``DetectorSite.kind``, from the fleet's data): an
+    advance loop upstream sees the same vehicles again, so its counts are folded (and its
+    health judged) but never added to a movement's volume, flow or occupancy.
 
 Detector health (from the retained minute windows; one status per detector, worst first)
     ``bad_data`` a reading was refused within ``bad_data_windows``; ``no_reports`` nothing
@@ -49,6 +52,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
@@ -128,13 +132,21 @@ class FoldConfig(msgspec.Struct, frozen=True):
 DEFAULT_FOLD_CONFIG = FoldConfig()
 
 
+#: Where a loop lies on its lane: at the stop line (counts vehicles entering the junction: the movement's flow and
+#: occupancy) or upstream of it (``advance``: arrivals for signal performance measures, never a movement's flow).
+DetectorKind = Literal["stop_line", "advance"]
+
+
 @dataclass(frozen=True)
 class DetectorSite:
-    """A loop detector: its id and the movement and lane (1 = kerb side) it watches."""
+    """A loop detector: its id, the movement and lane (1 = kerb side) it watches, its kind and, for an advance loop,
+    its distance upstream of the stop line (m)."""
 
     id: str
     movement: Id
     lane: int
+    kind: DetectorKind = "stop_line"
+    distance_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,10 +165,18 @@ class IntersectionLayout:
         for d in self.detectors:
             if self.plan.movement(d.movement) is None:
                 raise UnknownInput(f"detector {d.id}: plan {self.plan.id} has no movement {d.movement!r}")
+            if d.kind not in ("stop_line", "advance"):
+                raise UnknownInput(f"detector {d.id}: kind {d.kind!r} is neither stop_line nor advance")
+
+    def stop_line_detectors(self) -> tuple[DetectorSite, ...]:
+        """The stop-line detectors: the only ones that measure a movement's flow and occupancy."""
+        return tuple(d for d in self.detectors if d.kind == "stop_line")
 
     @classmethod
-    def of(cls, intersection_id: str, plan: Plan, detectors: Sequence[tuple[str, str, int]]) -> IntersectionLayout:
-        """A layout from the plan (approaches, corridor) and (detector id, movement, lane) triples."""
+    def of(cls, intersection_id: str, plan: Plan,
+           detectors: Sequence[tuple[str, str, int] | tuple[str, str, int, DetectorKind, float]]) -> IntersectionLayout:
+        """A layout from the plan (approaches, corridor) and (detector id, movement, lane[, kind, distance m]) tuples
+        (without kind: a stop-line detector)."""
         corridor = plan.coordination.corridor if plan.coordination is not None else None
         return cls(intersection_id, plan, tuple(DetectorSite(*d) for d in detectors), corridor,
                    tuple(a.id for a in plan.approaches))
@@ -219,7 +239,9 @@ class IntersectionFold:
         plan = layout.plan
         self._pcu = (plan.pcu_factors.motorcycle, plan.pcu_factors.car, plan.pcu_factors.heavy)
         self._movements = [m for m in plan.movements if not m.free_flow]
-        self._detectors_of = {m.id: [d for d in layout.detectors if d.movement == m.id] for m in self._movements}
+        # a movement's measures come from its stop-line loops only: an advance loop sees the same vehicles earlier
+        self._detectors_of = {m.id: [d for d in layout.stop_line_detectors() if d.movement == m.id]
+                              for m in self._movements}
         self._approaches = set(layout.approaches) | {m.approach for m in plan.movements}
 
     # --- input ----------------------------------------------------------------------------

@@ -96,6 +96,10 @@ FAULT_BITS: dict[str, tuple[FaultKind, Severity]] = {
 DETECTOR_CODES = frozenset({"detector_on", "detector_off"})
 #: Entries per ControllerEventsLogged event (the payload's bound).
 LOG_BATCH = 256
+#: The event log's times: the controller's clock (ds since power-up) is tied to lalin's once per boot, at the
+#: first header read, and tied again only when the two drift apart by more than this (s): entries then keep the
+#: controller's own spacing and order instead of each read's request latency.
+LOG_REANCHOR_S = 2.0
 MODES = {"local_tod": ControlMode.TIME_OF_DAY, "central": ControlMode.CENTRAL, "flash": ControlMode.FLASH,
          "manual": ControlMode.MANUAL, "dark": ControlMode.OFF}
 
@@ -142,6 +146,7 @@ class ControllerDriver:
         self.log_max_entries = log_max_entries
         self._log_lock = asyncio.Lock()
         self._log_boot: int | None = None  # the boot whose log is being read
+        self._log_origin: tuple[int, datetime] | None = None  # (boot, lalin's time at the controller's clock 0)
         self._log_next = 1  # the next entry to read
         self._log_served = True  # False once the controller refused the log's registers (until a reconnect)
         self._log_codes = {name: code for code, name in self.regmap.enums["event_code"].items()}
@@ -372,6 +377,7 @@ class ControllerDriver:
                 return 0
             header = parse_log_header(self.regmap, registers)
             read_at = self.clock()
+            origin = self._clock_origin(header, read_at)
             if header.boot != self._log_boot or header.head_seq < self._log_next - 1:
                 self._log_boot, self._log_next = header.boot, 1  # a new log (first read, or a restart)
             wanted = plan_log_read(header, self._log_next, self.log_max_entries)
@@ -387,9 +393,20 @@ class ControllerDriver:
                     break
                 entries += batch
             self._log_next = entries[-1].seq + 1 if entries else wanted.first_seq
-            for payload in self._log_events(header, read_at, entries, wanted.first_seq, wanted.lost):
+            for payload in self._log_events(header, origin, entries, wanted.first_seq, wanted.lost):
                 await self._emit(payload, read_at)
             return len(entries)
+
+    def _clock_origin(self, header: LogHeader, read_at: datetime) -> datetime:
+        """lalin's time at the controller's clock 0 of this boot (see ``LOG_REANCHOR_S``)."""
+        seen = read_at - timedelta(seconds=header.clock_ds / DS_PER_S)
+        if (self._log_origin is None or self._log_origin[0] != header.boot
+                or abs((seen - self._log_origin[1]).total_seconds()) > LOG_REANCHOR_S):
+            if self._log_origin is not None and self._log_origin[0] == header.boot:
+                log.warning("controller %s: its clock drifted %.1f s from lalin's; event-log times tied again", self.site.id,
+                            (seen - self._log_origin[1]).total_seconds())
+            self._log_origin = (header.boot, seen)
+        return self._log_origin[1]
 
     async def _read_input(self, address: int, count: int) -> list[int] | None:
         """Input registers of the event log; None (and one notice) when the controller refuses them."""
@@ -402,10 +419,10 @@ class ControllerDriver:
                                      f"(exception {response.exception_code}): no high-resolution data until it reconnects"))
         return None
 
-    def _log_events(self, header: LogHeader, read_at: datetime, entries: list[LogEntry], first_seq: int,
+    def _log_events(self, header: LogHeader, origin: datetime, entries: list[LogEntry], first_seq: int,
                     lost: int) -> list[Payload]:
-        """The notices and batches of one read: entries as lalin's ids and times (``read_at`` is when the
-        header's ``clock_ds`` was read)."""
+        """The notices and batches of one read: entries as lalin's ids and times (``origin``: lalin's time at the
+        controller's clock 0)."""
         events: list[Payload] = []
         if lost:
             log.warning("controller %s: %d event-log entries lost before seq %d", self.site.id, lost, first_seq)
@@ -420,8 +437,8 @@ class ControllerDriver:
             if code is None or not 0 <= e.param < len(ids):
                 problems.append(f"seq {e.seq}: {e.code} param {e.param}")
                 continue
-            age_s = ((header.clock_ds - e.clock_ds) % 2**32) / DS_PER_S
-            logged.append(LoggedEvent(seq=e.seq, code=code, param=ids[e.param], at=read_at - timedelta(seconds=age_s)))
+            logged.append(LoggedEvent(seq=e.seq, code=code, param=ids[e.param],
+                                      at=origin + timedelta(seconds=e.clock_ds / DS_PER_S)))
         if problems:
             events.append(self._fault(FaultKind.EVENT_LOG, Severity.WARNING, False,
                                       f"{len(problems)} event-log entries name a code or an index lalin does not know: "

@@ -37,9 +37,12 @@ async def junction_performance(database_url: str, junction: str, start: datetime
 
     ``start`` and ``end`` are aware datetimes. Returns a dict (JSON-ready: times as ISO 8601
     strings): ``junction``, ``start``, ``end``, ``entries`` (log entries used), ``lost_entries``,
-    ``coordinated`` (per coordinated group: ``group``, ``detectors``, ``cycles``,
+    ``coordinated`` (per coordinated group: ``group``, ``arrival_detectors`` (``"advance"``, or
+    ``"stop_line"`` where the group has no advance loop), ``detectors`` (the loops its arrivals
+    come from), ``travel_times_s`` (the shift added to each one's on times, s), ``cycles``,
     ``incomplete_cycles``, ``arrivals``, ``arrivals_on_green``, ``aog_pct``, ``green_pct``,
-    ``platoon_ratio``, ``cycle_list`` and its ``pcd_svg``), ``split_failures`` (per vehicle group:
+    ``platoon_ratio``, ``cycle_list`` and its ``pcd_svg``), ``split_failures`` (per vehicle group,
+    from its stop-line loops:
     ``group``, ``detectors``, ``greens``, ``failures``, ``failure_pct``, ``cycle_list``) and
     ``pcd_svg`` (every coordinated group's chart, one after the other). Raises
     ConfigurationError for a junction the fleet does not have, ValueError for naive or reversed
@@ -59,7 +62,7 @@ def _layout(junction: str) -> IntersectionLayout:
         site = load_fleet().site(junction)
     except KeyError as err:
         raise ConfigurationError(f"no junction {junction!r} in the controller fleet") from err
-    return IntersectionLayout.of(site.id, site.load_plan(), [(d.id, d.movement, d.lane) for d in site.detector_list()])
+    return site.layout()
 
 
 async def _batches(database_url: str, junction: str, since: datetime, until: datetime) -> list[ControllerEventsLogged]:
@@ -109,7 +112,8 @@ def as_view(result: JunctionPerformance) -> dict[str, Any]:
                    "yellow_s": round(c.yellow_s, 1), "on_red": c.on_red, "on_green": c.on_green,
                    "on_yellow": c.on_yellow, "aog_pct": c.aog_pct} for c in g.cycles]
         charts.append(svg)
-        coordinated.append({"group": g.group, "detectors": g.detectors, "cycles": len(g.cycles),
+        coordinated.append({"group": g.group, "arrival_detectors": g.arrival_detectors, "detectors": g.detectors,
+                            "travel_times_s": [round(t, 2) for t in g.travel_times_s], "cycles": len(g.cycles),
                             "incomplete_cycles": g.incomplete_cycles, "arrivals": g.arrivals,
                             "arrivals_on_green": g.arrivals_on_green, "aog_pct": g.aog_pct, "green_pct": g.green_pct,
                             "platoon_ratio": g.platoon_ratio, "cycle_list": cycles, "pcd_svg": svg})

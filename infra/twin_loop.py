@@ -3,10 +3,12 @@
 Every tick the twin (a child process, :class:`devices.twin.process.TwinProcess`) is stepped up
 to the simulated clock. Before each step every junction's signals are set to what its
 *controller simulator* shows — so a command from lalin reaches the street only through the
-Modbus register map — and after it every vehicle that entered a stop-line loop becomes a
-detector pulse in that controller (the driver then reads the counters like a real ATCS
-would). Every ``camera_interval_s`` simulated seconds each approach camera reports counts by
-class, the queue and incidents as ``CameraObserved`` (source ``camera:<id>``).
+Modbus register map — and after it every vehicle that entered a loop becomes a detector pulse
+in that controller (the driver then reads the counters like a real ATCS would): the stop-line
+loops and the advance loops of the coordinated approaches alike, each at its register index
+(the fleet's ``detector_list()`` order, advance loops after the stop-line ones). Every
+``camera_interval_s`` simulated seconds each approach camera reports counts by class, the queue
+and incidents as ``CameraObserved`` (source ``camera:<id>``).
 
 The loop never decides anything: it is the field.
 """

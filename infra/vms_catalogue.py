@@ -51,7 +51,7 @@ def vms_network(topology: Topology | None = None, catalogue: BoardCatalogue | No
     check_placements(catalogue, junctions)
     detectors: dict[str, dict[str, list[str]]] = {}
     for junction, layout in topology.layouts.items():
-        for d in layout.detectors:
+        for d in layout.stop_line_detectors():  # the ones that measure a movement (advance loops do not)
             detectors.setdefault(junction, {}).setdefault(d.movement, []).append(d.id)
     return VmsNetwork(plans=topology.plans, detectors=detectors, boards=board_sites(catalogue))
 

@@ -326,15 +326,17 @@ def performance_html(spm: dict[str, Any]) -> str:
     """The signal performance section of a junction's page: arrivals on green and platoon ratio per coordinated
     group with its Purdue coordination diagram, and split failures per vehicle group (docs/dashboard.md)."""
     coordinated = "".join(
-        f'<tr><td>{escape(c["group"])}</td><td>{c["cycles"]}</td><td>{c["arrivals"]}</td><td>{_pct(c["aog_pct"])}</td>'
+        f'<tr><td>{escape(c["group"])}</td><td>{escape(c["arrival_detectors"].replace("_", "-"))} loops</td>'
+        f'<td>{c["cycles"]}</td><td>{c["arrivals"]}</td><td>{_pct(c["aog_pct"])}</td>'
         f'<td>{_pct(c["green_pct"])}</td><td>{_num(c["platoon_ratio"])}</td></tr>' for c in spm["coordinated"])
     failures = "".join(f'<tr><td>{escape(f["group"])}</td><td>{f["greens"]}</td><td>{f["failures"]}</td>'
                        f'<td>{_pct(f["failure_pct"])}</td></tr>' for f in spm["split_failures"])
     lost = f" ({spm['lost_entries']} log entries lost: cycles around them left out)" if spm["lost_entries"] else ""
     return (f'<h2>Signal performance, last hour</h2><p>From the controller\'s event log: {spm["entries"]:,} entries{lost}. '
-            "lalin's loops are at the stop line: arrivals on green count vehicles as they cross it, not as they arrive "
-            "(docs/dashboard.md).</p>"
-            '<table id="aog"><tr><th>coordinated group</th><th>cycles</th><th>arrivals</th><th>arrivals on green</th>'
+            "Arrivals come from the advance loops (120 m upstream), shifted by the free-flow travel time to the stop "
+            "line; split failures from the stop-line loops (docs/dashboard.md).</p>"
+            '<table id="aog"><tr><th>coordinated group</th><th>arrivals from</th><th>cycles</th><th>arrivals</th>'
+            '<th>arrivals on green</th>'
             f'<th>green share</th><th>platoon ratio</th></tr>{coordinated}</table>'
             f'<div class="charts" id="pcd">{spm["pcd_svg"]}</div>'
             '<table id="split-failures"><tr><th>group</th><th>greens</th><th>split failures</th><th>share</th></tr>'

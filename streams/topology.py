@@ -44,7 +44,7 @@ def load_topology(fleet: Fleet | None = None) -> Topology:
     for site in fleet.controllers:
         plan = site.load_plan()
         plans[site.id] = plan
-        layout = IntersectionLayout.of(site.id, plan, [(d.id, d.movement, d.lane) for d in site.detector_list()])
+        layout = site.layout(plan)
         layouts[site.id] = layout
         corridors.setdefault(corridor_key(layout), []).append(CorridorMember(site.id, plan, site.plan_number))
     return Topology(layouts, corridors, plans)

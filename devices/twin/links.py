@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,11 +45,14 @@ class SignalLink(_Frozen):
 
 
 class DetectorLink(_Frozen):
-    """A fleet detector in the twin: its E1 loop, SUMO lane and approach."""
+    """A fleet detector in the twin: its E1 loop, SUMO lane and approach; its kind, and an advance loop's distance
+    upstream of the stop line (m)."""
 
     e1: str
     lane: str
     approach: str
+    kind: Literal["stop_line", "advance"] = "stop_line"
+    distance_m: float = Field(0.0, ge=0.0)
 
 
 class ApproachLinks(_Frozen):
@@ -93,6 +96,11 @@ class SignalLinks(_Frozen):
 def e1_id(junction_id: str, lane: ApproachLane) -> str:
     """The E1 loop on an approach lane: ``e1_<junction>-<movement>-<lane>`` (the fleet's detector id)."""
     return f"e1_{lane.detector_name(junction_id)}"
+
+
+def advance_e1_id(detector_id: str) -> str:
+    """The E1 loop of an advance detector: ``e1_<junction>-<movement>-A<lane>`` (the fleet's detector id)."""
+    return f"e1_{detector_id}"
 
 
 def e2_id(junction_id: str, lane: ApproachLane) -> str:
@@ -153,7 +161,14 @@ def _permissive(node: Any, junction: Junction, conn: Any, group_of: dict[Any, st
 
 def _detectors(junction: Junction, fleet: Fleet) -> dict[str, DetectorLink]:
     out = {}
+    approach_of = {a.id: a for a in junction.approaches}
+    advance = {loop.detector_id: loop for loop in junction.advance_loops}
     for detector in fleet.site(junction.id).detector_list():
+        if detector.kind == "advance":
+            loop = advance[detector.id]
+            out[detector.id] = DetectorLink(e1=advance_e1_id(detector.id), lane=approach_of[loop.approach].lane_id(loop.lane),
+                                            approach=loop.approach, kind="advance", distance_m=loop.distance_m)
+            continue
         found = [(a, lane) for a in junction.approaches for lane in a.lanes
                  if lane.movement == detector.movement and lane.movement_lane == detector.lane]
         if not found:

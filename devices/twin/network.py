@@ -18,6 +18,8 @@ left turns are the short turns and right turns cross the oncoming flow.
   of K05) is an exit-only street; it exists when some movement turns into it.
 * Connections are explicit (:data:`TURN_LANES`, :data:`DESTINATION`): a left turn leaves from the
   movement's kerb lane, a right turn from its outer lane, through traffic from every lane.
+* A junction's advance loops (the fleet's ``advance_detectors``) lie on their movement's lanes of
+  its approach, ``distance_m`` upstream of the stop line (:class:`AdvanceLoop`).
 """
 
 from __future__ import annotations
@@ -96,6 +98,17 @@ class Approach:
 
 
 @dataclass(frozen=True)
+class AdvanceLoop:
+    """An advance detector of the fleet on an approach lane: its fleet id, approach id, lane and distance upstream of
+    the stop line (m)."""
+
+    detector_id: str
+    approach: str
+    lane: ApproachLane
+    distance_m: float
+
+
+@dataclass(frozen=True)
 class Node:
     """A plain-XML node: id, position (m) and SUMO junction type."""
 
@@ -137,6 +150,7 @@ class Junction:
     plan: Plan
     approaches: tuple[Approach, ...]
     arms: tuple[Arm, ...]
+    advance_loops: tuple[AdvanceLoop, ...] = ()
 
     def approach(self, arm: Arm) -> Approach | None:
         """The approach on ``arm``, or None for an exit-only arm."""
@@ -197,7 +211,8 @@ def lane_indices(movements: list[Movement], movement_id: str) -> list[int]:
 
 def derive_corridor(fleet: Fleet, plans: dict[str, Plan]) -> Corridor:
     """The corridor of every controller of ``fleet`` (``plans`` by controller id), south to north by chainage."""
-    junctions = sorted((_junction(site.id, plans[site.id]) for site in fleet.controllers), key=lambda j: j.chainage_m)
+    junctions = sorted((_with_advance_loops(_junction(site.id, plans[site.id]), fleet) for site in fleet.controllers),
+                       key=lambda j: j.chainage_m)
     chainages = [j.chainage_m for j in junctions]
     if len(set(chainages)) != len(chainages):
         raise ConfigurationError(f"two junctions share a chainage: {chainages} m")
@@ -229,6 +244,20 @@ def _junction(site_id: str, plan: Plan) -> Junction:
         for m in (m for m in plan.movements if m.approach == a.id):
             arms.update(DESTINATION[a.arm][turn] for turn in TURN_LANES[m.turns])
     return Junction(site_id, plan.coordination.chainage_m, plan, tuple(approaches), tuple(a for a in ARMS if a in arms))
+
+
+def _with_advance_loops(junction: Junction, fleet: Fleet) -> Junction:
+    """``junction`` with the fleet's advance detectors placed on their movements' lanes."""
+    loops = []
+    for d in (d for d in fleet.site(junction.id).detector_list() if d.kind == "advance"):
+        found = [(a, lane) for a in junction.approaches for lane in a.lanes
+                 if lane.movement == d.movement and lane.movement_lane == d.lane]
+        if not found:
+            raise ConfigurationError(f"advance detector {d.id}: junction {junction.id} has no lane {d.lane} of "
+                                     f"movement {d.movement}")
+        approach, lane = found[0]
+        loops.append(AdvanceLoop(d.id, approach.id, lane, d.distance_m))
+    return Junction(junction.id, junction.chainage_m, junction.plan, junction.approaches, junction.arms, tuple(loops))
 
 
 def _speed_mps(plan: Plan, movements: list[Movement], arm: Arm) -> float:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from controllers.errors import ConfigurationError
 from devices.twin.demand import PERIOD_S, PROFILE, Origin, seconds_of_day
-from devices.twin.links import e1_id, e2_id
+from devices.twin.links import advance_e1_id, e1_id, e2_id
 from devices.twin.network import Corridor
 from devices.twin.plainxml import HEADER, PREFIX, q
 
@@ -37,6 +38,7 @@ DEMAND_BEGIN_S = seconds_of_day(PROFILE[0][0])
 DEMAND_END_S = seconds_of_day(PROFILE[-1][0]) + PERIOD_S
 E1_BEFORE_END_M = 0.1  # at the stop line: vehicles waiting (1.0 m before the end) or to change lanes (0.5 m) stay off it
 E2_LENGTH_M = 120.0  # queue detectors cover the last 120 m of each approach lane
+ADVANCE_MIN_FROM_LANE_START_M = 1.0  # an advance loop lies at least this far into its approach lane
 
 
 def routes_xml(origins: list[Origin]) -> str:
@@ -65,7 +67,9 @@ def _name(origin: Origin) -> str:
 
 def detectors_xml(net: Any, corridor: Corridor) -> str:
     """``<additional>``: an E1 loop just past where vehicles wait at the stop line and an E2 over the last
-    :data:`E2_LENGTH_M` metres of every approach lane; no output files (``NUL``)."""
+    :data:`E2_LENGTH_M` metres of every approach lane, then an E1 for each advance detector ``distance_m`` before
+    the end of its lane (the stop line); no output files (``NUL``). ConfigurationError naming the junction, approach
+    and lane length when an advance detector lies further upstream than its approach lane begins."""
     lines = [HEADER.rstrip("\n"), "<additional>"]
     for j in corridor.junctions:
         for a in j.approaches:
@@ -77,7 +81,30 @@ def detectors_xml(net: Any, corridor: Corridor) -> str:
                 lines.append(f"    <laneAreaDetector id={q(e2_id(j.id, lane))} lane={q(lane_id)} "
                              f"pos=\"{max(0.0, length - E2_LENGTH_M):.2f}\" endPos=\"{length - 0.1:.2f}\" "
                              "period=\"3600\" file=\"NUL\"/>")
+    for j in corridor.junctions:
+        approaches = {a.id: a for a in j.approaches}
+        for loop in j.advance_loops:
+            lane_id = approaches[loop.approach].lane_id(loop.lane)
+            lines.append(f"    <inductionLoop id={q(advance_e1_id(loop.detector_id))} lane={q(lane_id)} "
+                         f"pos=\"{advance_position_m(net, j.id, loop.approach, lane_id, loop.distance_m):.2f}\" "
+                         "period=\"3600\" file=\"NUL\"/>")
     return "\n".join([*lines, "</additional>"]) + "\n"
+
+
+def advance_position_m(net: Any, junction: str, approach: str, lane_id: str, distance_m: float) -> float:
+    """Where on ``lane_id`` (m from its start) a loop ``distance_m`` upstream of the stop line (the lane's end) lies.
+
+    The twin's approach lane runs from the mid-block node (or the corridor's or side street's end) to the stop line;
+    a distance beyond its start cannot be built: ConfigurationError naming the junction, approach, lane length and
+    the furthest distance that fits (the loop would otherwise sit on another road, or its travel time be wrong)."""
+    length = float(net.getLane(lane_id).getLength())
+    furthest = length - ADVANCE_MIN_FROM_LANE_START_M
+    if distance_m > furthest:
+        raise ConfigurationError(
+            f"junction {junction}, approach {approach}: an advance detector {distance_m:g} m upstream of the stop line "
+            f"does not fit on lane {lane_id}, which is {length:.1f} m long: the furthest is {furthest:.1f} m "
+            "(devices/catalogue/controllers.yaml, advance_detectors.distance_m)")
+    return length - distance_m
 
 
 def sumo_config(step_length_s: float, lateral_resolution_m: float, time_to_teleport_s: float) -> str:

@@ -34,18 +34,23 @@ class LoopTracker:
 
     A vehicle is counted once per approach, on the first loop it enters: one that swerves onto the
     neighbouring lane on the stop line (SUMO lets a vehicle waiting to change lanes creep onto the
-    loop) is not counted again. It is forgotten when it leaves the network."""
+    loop) is not counted again. The approach's advance loops are a separate group: a vehicle is
+    counted once on them and once again at the stop line. It is forgotten when it leaves the network."""
 
     def __init__(self, links: SignalLinks, vtype_class: Mapping[str, str], class_weight: Mapping[str, int]) -> None:
         """Track the loops of ``links``; ``vtype_class`` maps SUMO vType ids to lalin's vehicle classes, and
         ``class_weight`` a class to the vehicles one SUMO vehicle stands for (each is reported)."""
         self._fleet = [(detector_id, d.e1) for c in links.controllers.values() for detector_id, d in c.detectors.items()]
-        self._loops = [e1 for c in links.controllers.values() for a in c.approaches.values() for e1 in a.e1]
+        stop_line = [e1 for c in links.controllers.values() for a in c.approaches.values() for e1 in a.e1]
+        advance = [d.e1 for c in links.controllers.values() for d in c.detectors.values() if d.kind == "advance"]
+        self._loops = stop_line + advance
         self._class = dict(vtype_class)
         self._weight = dict(class_weight)
-        approach = {e1: a.edge for c in links.controllers.values() for a in c.approaches.values() for e1 in a.e1}
-        seen_on: dict[str, set[str]] = {edge: set() for edge in approach.values()}
-        self._seen: dict[str, set[str]] = {e1: seen_on[approach[e1]] for e1 in self._loops}  # shared per approach
+        group = {e1: a.edge for c in links.controllers.values() for a in c.approaches.values() for e1 in a.e1}
+        group |= {d.e1: f"{c.approaches[d.approach].edge}/advance" for c in links.controllers.values()
+                  for d in c.detectors.values() if d.kind == "advance"}
+        seen_on: dict[str, set[str]] = {g: set() for g in group.values()}
+        self._seen: dict[str, set[str]] = {e1: seen_on[group[e1]] for e1 in self._loops}  # shared per group
         self._where: dict[str, list[str]] = {}  # vehicle -> a loop of each approach it was counted on
         self._crossings: dict[str, dict[str, int]] = {e1: {} for e1 in self._loops}
         self._subscribed = False

@@ -105,6 +105,9 @@ def test_a_bounded_run_reports_against_fixed_time_and_replays_without_difference
         altered = conn.execute(
             """UPDATE events SET body = regexp_replace(body, '"unclassified":([0-9]+)', '"unclassified":9\\1')
                WHERE event_id = (SELECT event_id FROM events WHERE type = 'DetectorsCounted' AND body LIKE '%"unclassified":1%'
+                                   AND event_id IN (SELECT jsonb_array_elements_text(
+                                                                body::jsonb -> 'payload' -> 'input_event_ids')::uuid
+                                                    FROM events WHERE type = 'TrafficMeasured')  -- folded, not late
                                  ORDER BY event_time LIMIT 1) RETURNING key""").fetchall()
     assert len(altered) == 1
     replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",

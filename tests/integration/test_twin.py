@@ -59,20 +59,28 @@ def test_all_red_lets_no_vehicle_over_a_signalised_stop_line_and_one_green_only_
         assert world.time_s == 21600.0 and world.time_of_day_s == 6 * 3600
         red = run(world, 120, all_red(world))
         assert world.time_s == pytest.approx(21720.0)
-        assert {d: v for d, v in entered(red).items() if v} == {}
-        assert sum(s.occupied_s for r in red for s in r.detectors.values()) == 0.0
+        stop_line = {det for c in world.links.controllers.values() for det, d in c.detectors.items()
+                     if d.kind == "stop_line"}
+        assert {d: v for d, v in entered(red).items() if v and d in stop_line} == {}
+        assert sum(s.occupied_s for r in red for d, s in r.detectors.items() if d in stop_line) == 0.0
+        # the advance loops 120 m upstream see the arrivals, and the queues growing back over them
+        assert {d.rsplit("-", 1)[1] for d, v in entered(red).items() if v} <= {"A1", "A2", "A3"}
+        assert any(v for d, v in entered(red).items() if d not in stop_line)
         free_flow = world.camera_observation("CAM-K03-N")  # its free-flow left lane keeps moving under red
         assert free_flow.motorcycle + free_flow.car + free_flow.heavy > 0 and free_flow.queue_m > 0
         aspects = all_red(world)
         aspects["K03"]["A"] = "green"
         green = entered(run(world, 60, aspects))
-        moved = {d for d, v in green.items() if v}
+        moved = {d for d, v in green.items() if v and d in stop_line}
         assert moved and moved <= {"K03-N_T-1", "K03-N_T-2", "K03-N_T-3"}
 
 
 def test_detector_entries_are_each_vehicle_crossing_once_and_motorcycle_heavy() -> None:
     with SumoWorld(seed=3, step_s=STEP_S) as world:
-        detectors = {det: d for c in world.links.controllers.values() for det, d in c.detectors.items()}
+        detectors = {det: d for c in world.links.controllers.values() for det, d in c.detectors.items()
+                     if d.kind == "stop_line"}
+        advance = {det: d for c in world.links.controllers.values() for det, d in c.detectors.items()
+                   if d.kind == "advance"}
         approach_of = {d.lane: (d.lane.rsplit("_", 1)[0]) for d in detectors.values()}
         on_loop: dict[str, set[str]] = {det: set() for det in detectors}
         on_lane: dict[str, set[str]] = {lane: set() for lane in approach_of}
@@ -91,7 +99,15 @@ def test_detector_entries_are_each_vehicle_crossing_once_and_motorcycle_heavy() 
                 now = set(sumo.lane.getLastStepVehicleIDs(lane))
                 crossed[approach_of[lane]] |= {v for v in before - now if str(sumo.vehicle.getLaneID(v)).startswith(":")}
                 on_lane[lane] = now
-        counts = entered(reports)
+        everything = entered(reports)
+        counts = {det: v for det, v in everything.items() if det in detectors}
+        # advance loops: their own count, each vehicle once per approach's advance loops, beside its stop-line count
+        per_advance: dict[str, list[str]] = {}
+        for det, d in advance.items():
+            per_advance.setdefault(d.lane.rsplit("_", 1)[0], []).extend(everything[det])
+        assert set(per_advance) == {f"{j}_{arm}_in" for j in world.controllers() for arm in "NS"}
+        for edge, vehicles in per_advance.items():
+            assert vehicles and len(vehicles) == len(set(vehicles)), edge
         per_approach: dict[str, list[str]] = {}
         seen_by_sumo: dict[str, set[str]] = {}
         for det, vehicles in counts.items():

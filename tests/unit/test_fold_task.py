@@ -20,8 +20,7 @@ NOW = T0 + timedelta(hours=1)
 def layouts() -> dict[str, IntersectionLayout]:
     out = {}
     for site in load_fleet().controllers:
-        out[site.id] = IntersectionLayout.of(site.id, site.load_plan(), [(d.id, d.movement, d.lane)
-                                                                         for d in site.detector_list()])
+        out[site.id] = site.layout()
     return out
 
 

@@ -45,7 +45,7 @@ T0 = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)  # 07:00 WITA
 
 def layout(site_id: str = "K01") -> IntersectionLayout:
     site = load_fleet().site(site_id)
-    return IntersectionLayout.of(site.id, site.load_plan(), [(d.id, d.movement, d.lane) for d in site.detector_list()])
+    return site.layout()
 
 
 class Events:
@@ -101,7 +101,7 @@ def test_a_window_closes_after_its_end_plus_grace_and_measures_its_counts() -> N
     # X = q C / (S g): N_T is group A, green through S1, the S1-S2 interstage (10 s: P1 clears before C) and S2
     assert n_t.degree_of_saturation == pytest.approx(80 * 0.436 * 15 * 130 / (4200 * (44 + 10 + 26)))
     assert last.controller_mode is ControlMode.CENTRAL and last.running is not None and last.running.cycle_s == 130
-    assert last.detectors_total == 7 and last.detectors_unhealthy == []
+    assert last.detectors_total == 11 and last.detectors_unhealthy == []  # 7 stop-line and 4 advance loops (health covers both)
     assert {s.stage for s in last.stages} == {"S1", "S2", "S3"} and all(s.degree_of_saturation for s in last.stages)
     assert summary_event_id("K01", T0) != summary_event_id("K01", T0 + timedelta(minutes=1))
 
@@ -175,6 +175,48 @@ def test_stuck_on_detector_is_replaced_by_its_healthy_neighbour_and_recovers_aft
     n_t = next(m for m in summaries[5].movements if m.movement == "N_T")
     assert n_t.lanes_measured == 1 and n_t.lanes_total == 2
     assert n_t.flow_pcu_h == pytest.approx(50 * 0.436 * 3600 / 300 * 2)  # the healthy lane's five windows, times two lanes
+
+
+def test_advance_loops_are_folded_and_health_checked_but_never_measure_a_movement() -> None:
+    lay, ev = layout(), Events()
+    kinds = {d.id: d.kind for d in lay.detectors}
+    # K01 as catalogued: stop-line loops first, then the advance loops of its coordinated movements (A: N_T, B: S_TR)
+    assert [d for d, k in kinds.items() if k == "advance"] == ["K01-N_T-A1", "K01-N_T-A2", "K01-S_TR-A1", "K01-S_TR-A2"]
+    assert [d.id for d in lay.stop_line_detectors()] == [d for d, k in kinds.items() if k == "stop_line"]
+    assert {d.distance_m for d in lay.detectors if d.kind == "advance"} == {120.0}
+    fold = IntersectionFold(lay)
+    summaries = []
+    for k in range(12):
+        # every stop-line loop counts 10 vehicles a minute; the advance loops 25 (N_T-A1 silent: no_counts later)
+        per = {d: (10 if kind == "stop_line" else 25) for d, kind in kinds.items()}
+        per["K01-N_T-A1"] = 0
+        readings = counts(lay, per).readings
+        # a queue stands on S_TR's advance loops (occupied the whole minute): the movement's occupancy stays 0.2
+        readings = [DetectorReading(r.detector_id, r.volume, 1.0 if r.detector_id.startswith("K01-S_TR-A") else 0.2,
+                                    lane=r.lane) for r in readings]
+        summaries += run(fold, [ev(signal([44, 26, 26], 130), T0 + timedelta(minutes=k, seconds=1)),
+                                ev(DetectorsCounted(controller_id="K01", interval_s=60, readings=readings),
+                                   T0 + timedelta(minutes=k + 1))])
+    last = summaries[-1]
+    for movement, lanes in (("N_T", 2), ("S_TR", 2)):
+        m = next(x for x in last.movements if x.movement == movement)
+        # only the two stop-line lanes: 10 vehicles each per minute, five minutes; the advance counts are not added
+        assert (m.lanes_measured, m.lanes_total) == (lanes, lanes), movement
+        assert m.volume_1min.unclassified == 20 and m.volume_5min.unclassified == 100, movement
+        assert m.flow_pcu_h == pytest.approx(100 * 0.436 * 3600 / 300), movement
+        assert m.occupancy == pytest.approx(0.2), movement
+    # health covers both kinds: the silent advance loop is reported, and does not take a lane from N_T's measures
+    assert _health(last) == {"K01-N_T-A1": DetectorHealth.NO_COUNTS}
+    assert last.detectors_total == 11
+    # a stop-line-only layout of the same junction measures exactly the same movements from the same stop-line counts
+    stop_only = IntersectionLayout.of("K01", lay.plan, [(d.id, d.movement, d.lane) for d in lay.stop_line_detectors()])
+    plain, ev2 = IntersectionFold(stop_only), Events()
+    alone = []
+    for k in range(12):
+        alone += run(plain, [ev2(signal([44, 26, 26], 130), T0 + timedelta(minutes=k, seconds=1)),
+                             ev2(counts(stop_only, 10), T0 + timedelta(minutes=k + 1))])
+    assert [s.movements for s in alone] == [s.movements for s in summaries]
+    assert [s.stages for s in alone] == [s.stages for s in summaries]
 
 
 def test_chatter_no_counts_bad_data_and_no_reports() -> None:

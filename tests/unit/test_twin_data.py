@@ -13,13 +13,15 @@ import pytest
 import sumolib
 
 from controllers.demand import CLASSES
-from devices.fleet import load_fleet
+from controllers.errors import ConfigurationError
+from devices.fleet import AdvanceDetectors, Fleet, load_fleet
 from devices.twin import DATA_DIR
 from devices.twin.build import build, load_inputs
 from devices.twin.demand import PROFILE, approach_count, origins
 from devices.twin.links import LINKS_FILE, SignalLinks, load_links
 from devices.twin.network import Corridor, derive_corridor
 from devices.twin.plainxml import PREFIX
+from devices.twin.sumo_files import detectors_xml
 
 NET = DATA_DIR / f"{PREFIX}.net.xml"
 
@@ -93,8 +95,9 @@ def test_each_fleet_detector_has_an_e1_at_the_stop_line_of_a_lane_of_its_movemen
     for site in load_fleet().controllers:
         controller = links().controller(site.id)
         junction = corridor().junction(site.id)
-        for detector in site.detector_list():
+        for detector in (d for d in site.detector_list() if d.kind == "stop_line"):
             mapped = controller.detectors[detector.id]
+            assert mapped.kind == "stop_line"
             e1 = detectors[mapped.e1]
             assert e1["tag"] == "inductionLoop" and e1["lane"] == mapped.lane
             approach = next(a for a in junction.approaches if a.id == mapped.approach)
@@ -102,6 +105,44 @@ def test_each_fleet_detector_has_an_e1_at_the_stop_line_of_a_lane_of_its_movemen
             assert (lane.movement, lane.movement_lane) == (detector.movement, detector.lane)
             length = net().getLane(mapped.lane).getLength()
             assert length - 1.0 < float(e1["pos"]) < length  # waiting vehicles stop 1.0 m before the end
+
+
+def test_every_advance_detector_lies_on_its_movements_lane_at_its_distance_upstream_of_the_stop_line() -> None:
+    detectors = _additional()
+    covered = 0
+    for site in load_fleet().controllers:
+        controller = links().controller(site.id)
+        junction = corridor().junction(site.id)
+        plan = junction.plan
+        assert plan.coordination is not None
+        coordinated = {plan.coordination.outbound_group, plan.coordination.inbound_group}
+        # one advance loop per lane of every coordinated movement, and on no other movement
+        expected = {(m.id, k) for m in plan.movements if m.signal_group in coordinated for k in range(1, m.lanes + 1)}
+        advance = [d for d in site.detector_list() if d.kind == "advance"]
+        assert {(d.movement, d.lane) for d in advance} == expected, site.id
+        for detector in advance:
+            mapped = controller.detectors[detector.id]
+            assert (mapped.kind, mapped.distance_m) == ("advance", detector.distance_m) and detector.distance_m == 120.0
+            e1 = detectors[mapped.e1]
+            assert e1["tag"] == "inductionLoop" and e1["lane"] == mapped.lane
+            approach = next(a for a in junction.approaches if a.id == mapped.approach)
+            lane = next(x for x in approach.lanes if approach.lane_id(x) == mapped.lane)
+            assert (lane.movement, lane.movement_lane) == (detector.movement, detector.lane)
+            assert plan.movement(detector.movement).approach == approach.id  # type: ignore[union-attr]
+            length = net().getLane(mapped.lane).getLength()  # the stop line is the lane's end
+            assert float(e1["pos"]) == pytest.approx(length - detector.distance_m, abs=0.005)
+            assert mapped.e1 not in controller.approaches[approach.id].e1  # cameras count crossings at the stop line
+            covered += 1
+    assert covered == 21
+
+
+def test_an_advance_detector_further_upstream_than_its_approach_is_refused_naming_junction_approach_and_length() -> None:
+    fleet, plans, _ = load_inputs()
+    too_far = [site.model_copy(update={"advance_detectors": {"S_TR": AdvanceDetectors(lanes=2, distance_m=450.0)}})
+               if site.id == "K03" else site for site in fleet.controllers]
+    length = net().getLane("K03_S_in_1").getLength()
+    with pytest.raises(ConfigurationError, match=rf"junction K03, approach S: .* 450 m .* {length:.1f} m long"):
+        detectors_xml(net(), derive_corridor(Fleet(controllers=too_far), plans))
 
 
 def test_cameras_lanes_and_queue_detectors_per_approach() -> None:

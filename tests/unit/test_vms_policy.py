@@ -131,6 +131,14 @@ def board(record: VmsEvaluated, board_id: str):
     return next(b for b in record.boards if b.board_id == board_id)
 
 
+def test_the_policy_judges_movements_by_their_stop_line_loops_not_the_advance_loops() -> None:
+    # an unhealthy advance loop (a queue standing on it, say) must not withhold a direction's evidence
+    assert NETWORK.detectors["K01"]["N_T"] == ["K01-N_T-1", "K01-N_T-2"]
+    assert NETWORK.detectors["K03"]["S_TR"] == ["K03-S_TR-1", "K03-S_TR-2"]
+    assert not [d for by_movement in NETWORK.detectors.values() for ids in by_movement.values() for d in ids
+                if d.rsplit("-", 1)[1].startswith("A")]
+
+
 def test_the_shipped_policy_fits_every_board_it_can_address() -> None:
     check_policy(POLICY, NETWORK)
     words = list(POLICY.words.values())
