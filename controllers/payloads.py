@@ -18,7 +18,8 @@ from typing import Annotated
 import msgspec
 
 # --- bounded scalar types -------------------------------------------------------------
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-/@]+$")]
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:\-/@]{1,64}$"  # ids, keys, operators: what an Identifier accepts
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)]
 ShortText = Annotated[str, msgspec.Meta(max_length=500)]
 Reason = Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]

@@ -160,6 +160,10 @@ def plan_of(proposed: PlanProposed) -> Plan:
     return Plan.model_validate_json(proposed.document)
 
 
+#: The one problem that does not stop a what-if (a prediction of the deployed plan itself is still an answer).
+NO_CHANGE = "changes nothing from the deployed version"
+
+
 def check_candidate(registry: PlanRegistry, plan_id: str, candidate: Plan, base_version: int) -> list[str]:
     """Every reason ``candidate`` cannot be proposed for ``plan_id`` (empty: it can); safety violations first."""
     problems = [f"{v.code}: {v.message}" for v in validate_all(candidate)]
@@ -177,7 +181,7 @@ def check_candidate(registry: PlanRegistry, plan_id: str, candidate: Plan, base_
         problems.append(f"changes the controller's safety configuration ({', '.join(changed)}): that is loaded at "
                         "the controller itself, lalin deploys timings and schedules only")
     if not changes(deployed, candidate):
-        problems.append("changes nothing from the deployed version")
+        problems.append(NO_CHANGE)
     return problems
 
 

@@ -29,6 +29,7 @@ from controllers.envelope import encode_event
 from controllers.errors import ConfigurationError, LalinError
 from controllers.payloads import BrokerRestartDetected, CommandAcknowledged, CommandIssued, CommandOutcome
 from controllers.plan_workflow import hold_refusal
+from controllers.vms_state import VmsNetwork
 from devices.twin.build import STEP_LENGTH_S
 from devices.twin.process import TwinProcess
 from devices.twin.reports import TripMetrics
@@ -87,6 +88,7 @@ class Runtime:
         self.twin: TwinLoop | None = None
         self.executor: CommandExecutor | None = None
         self.plans: PlanService | None = None
+        self.network: VmsNetwork | None = None
         self.vms: VmsLoop | None = None
         self.dashboard: Dashboard | None = None
         self.workers: WorkerProcesses | None = None
@@ -366,7 +368,8 @@ class Runtime:
         executor_task: asyncio.Task[None] | None = None
         try:
             await self.field.start()
-            self.plans = PlanService(self.database_url, self.publisher, vms_network().plans,
+            self.network = vms_network()  # plans, detectors and boards: read once, shared by the plans, map and VMS
+            self.plans = PlanService(self.database_url, self.publisher, self.network.plans,
                                      {site.id: site.plan_number for site in self.field.fleet.controllers}, self.clock)
             await self.plans.load()
             self.executor = self._executor(self.field, self.plans)
@@ -418,7 +421,8 @@ class Runtime:
         assert self.plans is not None
         accounts = Accounts(self.database_url)
         first_admin = await asyncio.to_thread(first_account, accounts, self.data_dir)
-        view = LiveView(vms_network(), lambda: self.field, lambda: self.vms, self.clock)
+        assert self.network is not None
+        view = LiveView(self.network, lambda: self.field, lambda: self.vms, self.clock)
         self.dashboard = Dashboard(view, accounts=accounts, plans=self.plans, database_url=self.database_url,
                                    host=web_settings.host, port=web_settings.port, interval_s=web_settings.interval_s)
         await self.dashboard.start()
@@ -477,7 +481,7 @@ class Runtime:
     def _vms_loop(self) -> VmsLoop:
         """The automatic-VMS loop on the catalogued policy, boards and plans (checked before it starts)."""
         assert self.publisher is not None
-        policy, network = load_policy(), vms_network()
+        policy, network = load_policy(), self.network or vms_network()
         check_policy(policy, network)
         return VmsLoop(self.settings, self.bootstrap, self.database_url, self.epoch, policy, network,
                        vms_checksum(policy, network), self.publisher.producer, self.clock, say=self.say)

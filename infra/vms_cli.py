@@ -28,7 +28,7 @@ from typing import Any
 import click
 import psycopg
 
-from controllers.payloads import OperatorActed
+from controllers.payloads import IDENTIFIER_PATTERN, OperatorActed
 from controllers.vms_config import BoardSite
 from controllers.vms_state import CANCEL_ACTION, SEND_ACTION
 from controllers.vms_text import operator_pages, order_problem
@@ -49,7 +49,7 @@ from infra.topics import load_catalogue
 from infra.vms_archive import board_status, explain_board
 from infra.vms_catalogue import board_sites, load_policy
 
-_OPERATOR = re.compile(r"^[A-Za-z0-9_.:\-/@]{1,64}$")
+_OPERATOR = re.compile(IDENTIFIER_PATTERN)
 
 
 @click.group()

@@ -276,8 +276,10 @@ class Dashboard:
         since = self.view.clock() - timedelta(seconds=seconds)
         out = []
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            # summaries are keyed by corridor: the body's intersection id picks the junction's before decoding
             cur = await conn.execute("SELECT body FROM events WHERE type = 'TrafficMeasured' AND event_time >= %s "
-                                     "ORDER BY event_time, position", (since,))
+                                     "AND body LIKE %s ORDER BY event_time, position",
+                                     (since, f'%"intersection_id":"{junction}"%'))
             for (body,) in await cur.fetchall():
                 payload = decode_archived(body.encode()).payload
                 if isinstance(payload, TrafficMeasured) and payload.intersection_id == junction:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from controllers.access import AccessPolicy, Permission
+from controllers.payloads import IDENTIFIER_PATTERN
 from infra.accounts import Accounts, LoginFailed, User
 from infra.plan_service import PlanService
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 COOKIE = "lalin_session"
 USER_KEY = web.RequestKey("user", User)  # the signed-in User of an authorised request
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:\-/@]{1,64}$")
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 #: (method, route path as registered) -> the permission it needs.
 ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {

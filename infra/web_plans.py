@@ -31,7 +31,7 @@ from controllers.errors import ConfigurationError, InvalidDemand
 from controllers.payloads import TrafficMeasured
 from controllers.plan import Plan, Timing
 from controllers.plan_whatif import Prediction, predict
-from controllers.plan_workflow import ProposalRefused, ProposalStatus, changes, check_candidate, plan_of
+from controllers.plan_workflow import NO_CHANGE, ProposalRefused, ProposalStatus, changes, check_candidate, plan_of
 from controllers.schedule import active_timing, resolve_timing
 from infra.counts import read_counts, rows_for_plan
 from infra.plan_service import PlanService
@@ -226,7 +226,7 @@ document.getElementById("whatif").onclick = () => ask("whatif");
         """The HCM prediction of the timing the candidate's schedule runs now beside the deployed one's, with the
         traffic measured over the last 15 minutes (JSON; refused like a check when the candidate is unsafe)."""
         plan, candidate, problems, _ = await self._candidate(request)
-        if candidate is None or any(not p.startswith("changes nothing") for p in problems):
+        if candidate is None or any(p != NO_CHANGE for p in problems):
             return web.json_response({"problems": problems})
         at = self.clock()
         history = await self.history(plan.id, DEMAND_WINDOW_S)
@@ -247,7 +247,7 @@ document.getElementById("whatif").onclick = () => ask("whatif");
         """Start the short run of the simulated network with the candidate beside the deployed plans (JSON: the job
         to poll at ``/api/simulations/{job}``); refused like a check when unsafe, 409 while another one runs."""
         plan, candidate, problems, _ = await self._candidate(request)
-        if candidate is None or any(not p.startswith("changes nothing") for p in problems):
+        if candidate is None or any(p != NO_CHANGE for p in problems):
             return web.json_response({"problems": problems}, status=422)
         if any(not job.task.done() for job in self.simulations.values()):
             return web.json_response({"problems": ["a simulation is running; try again when it has finished"]},
