@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -51,3 +54,19 @@ def dashboard_url(data_dir: Path, timeout_s: float = 120.0) -> str:
         time.sleep(0.2)
     assert url, "lalin up did not publish its dashboard's address"
     return str(url)
+
+
+def wait_until(driver: webdriver.Chrome, timeout_s: float, condition: Callable[[webdriver.Chrome], object], what: str,
+               poll_s: float = 0.5) -> object:
+    """Wait up to ``timeout_s`` seconds for ``condition`` (a WebDriverWait condition); on a timeout, fail naming
+    ``what`` was awaited, with the page's address and text and a screenshot ``test-artifacts/timeout-<what>.png``."""
+    try:
+        return WebDriverWait(driver, timeout_s, poll_frequency=poll_s).until(condition)
+    except TimeoutException:
+        shot = screenshot(driver, "timeout-" + "".join(c if c.isalnum() else "-" for c in what)[:60])
+        try:
+            text = driver.find_element(By.TAG_NAME, "body").text
+        except WebDriverException as error:  # the page may be gone: say so in the failure
+            text = f"(no page text: {error!r})"
+        raise AssertionError(f"waited {timeout_s:g} s for {what}; at {driver.current_url} (screenshot {shot}):\n"
+                             f"{text[-3000:]}") from None

@@ -20,10 +20,9 @@ import pytest
 import yaml
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from infra.accounts import Accounts
-from tests.browser import chromium, dashboard_url, screenshot
+from tests.browser import chromium, dashboard_url, screenshot, wait_until
 
 pytestmark = pytest.mark.integration
 LALIN = [sys.executable, "-m", "infra"]
@@ -38,10 +37,12 @@ def test_engineers_retime_a_junction_with_four_eyes_and_operators_see_the_incide
     data_dir = tmp_path / "lalin"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LALIN_")}
     env |= {"LALIN_DATABASE__URL": database_url, "LALIN_LOOP__BASELINE": "false", "LALIN_RUNTIME__SUMMARY_INTERVAL_S": "5",
-            "LALIN_LOOP__INCIDENT_AT": "06:08", "LALIN_LOOP__INCIDENT_DURATION_S": "900"}
+            # the stalled vehicle stays until the run ends (2 h of twin time, 6 min of wall time at 20x): the board's
+            # message must not depend on how fast this machine gets through the plan steps before looking at it
+            "LALIN_LOOP__INCIDENT_AT": "06:08", "LALIN_LOOP__INCIDENT_DURATION_S": "7200"}
     log = tmp_path / "up.log"
     with log.open("w") as sink:
-        up = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "300s", "--speed", "20"],
+        up = subprocess.Popen([*LALIN, "up", "--data-dir", str(data_dir), "--duration", "540s", "--speed", "20"],
                               stdout=sink, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             url = dashboard_url(data_dir).rstrip("/")
@@ -50,6 +51,10 @@ def test_engineers_retime_a_junction_with_four_eyes_and_operators_see_the_incide
                 command_id = second_engineer_approves(browser, url, proposal_url)
                 incident_reaches_the_board(browser, url)
             adaptive_timings_are_refused_at_the_held_junction(database_url)
+        except BaseException:
+            sink.flush()
+            print("--- lalin up's output, last 4000 characters ---\n" + log.read_text()[-4000:])
+            raise
         finally:
             up.send_signal(signal.SIGINT)  # Ctrl-C: everything stops cleanly
             returncode = up.wait(timeout=120)
@@ -63,7 +68,8 @@ def login(browser: webdriver.Chrome, url: str, user: str, next_path: str = "/") 
     browser.find_element(By.ID, "username").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
-    WebDriverWait(browser, 10).until(lambda d: user in d.find_element(By.ID, "who").text)
+    wait_until(browser, 20, lambda d: d.current_url.split("?")[0].endswith(next_path)
+               and user in d.find_element(By.ID, "who").text, f"{user} logged in and on {next_path}")
 
 
 def set_plan_text(browser: webdriver.Chrome, change) -> None:
@@ -77,24 +83,25 @@ def engineer_proposes(browser: webdriver.Chrome, url: str) -> str:
     """eng.ayu: the map, K03's page, its plan; a conflicting green refused; a valid retiming checked, predicted and
     submitted. Returns the proposal's address."""
     login(browser, url, "eng.ayu")
-    WebDriverWait(browser, 60).until(lambda d: d.execute_script(
-        "return [...document.querySelectorAll('.junction-group')].some(g => g.dataset.los && g.dataset.los !== '?')"))
+    wait_until(browser, 90, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.junction-group')].some(g => g.dataset.los && g.dataset.los !== '?')"),
+        "a junction coloured by its level of service")
     browser.find_element(By.CSS_SELECTOR, "#junction-K03 a").click()
-    WebDriverWait(browser, 30).until(lambda d: "K03" in d.find_element(By.ID, "junction-title").text)
+    wait_until(browser, 30, lambda d: "K03" in d.find_element(By.ID, "junction-title").text, "K03's page")
     browser.find_element(By.LINK_TEXT, "its plan").click()
-    WebDriverWait(browser, 10).until(lambda d: "v1 deployed" in d.find_element(By.ID, "plan-title").text)
+    wait_until(browser, 20, lambda d: "v1 deployed" in d.find_element(By.ID, "plan-title").text, "K03's plan editor")
 
     def conflict(plan: dict) -> None:  # Jl. Gatot Subroto Barat from the east (D) green with Sunset Rd (A) in S1
         next(s for s in plan["stages"] if s["id"] == "S1")["green"].append("D")
 
     set_plan_text(browser, conflict)
     browser.find_element(By.ID, "check").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "result-verdict"))
+    wait_until(browser, 20, lambda d: d.find_elements(By.ID, "result-verdict"), "the conflicting plan's check")
     assert browser.find_element(By.ID, "result-verdict").text == "Refused"
     assert "stage S1 shows conflicting groups A and D green together" in browser.find_element(By.ID, "result").text
     browser.find_element(By.ID, "reason").send_keys("give the side road more green")
     browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "problems"))
+    wait_until(browser, 20, lambda d: d.find_elements(By.ID, "problems"), "the conflicting plan's refusal")
     assert "conflicting_green" in browser.find_element(By.ID, "problems").text
     screenshot(browser, "plan-refused")
 
@@ -105,20 +112,20 @@ def engineer_proposes(browser: webdriver.Chrome, url: str) -> str:
 
     set_plan_text(browser, retime)
     browser.find_element(By.ID, "check").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "result-verdict"))
+    wait_until(browser, 20, lambda d: d.find_elements(By.ID, "result-verdict"), "the retiming's check")
     assert browser.find_element(By.ID, "result-verdict").text == "Safe"
     browser.find_element(By.ID, "whatif").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "whatif-proposed"))
+    wait_until(browser, 30, lambda d: d.find_elements(By.ID, "whatif-proposed"), "the HCM what-if")
     assert "s/pcu" in browser.find_element(By.ID, "whatif-deployed").text
     assert "s/pcu" in browser.find_element(By.ID, "whatif-proposed").text
     browser.find_element(By.ID, "simulate").click()  # the short run of the twin, deployed and proposed side by side
-    WebDriverWait(browser, 180, poll_frequency=1).until(lambda d: d.find_elements(By.ID, "simulation-result"))
+    wait_until(browser, 240, lambda d: d.find_elements(By.ID, "simulation-result"), "the twin's what-if run", poll_s=1)
     assert "mean delay (s/veh)" in browser.find_element(By.ID, "simulation-result").text
     browser.execute_script("document.getElementById('check').scrollIntoView()")
     screenshot(browser, "plan-whatif")
     browser.find_element(By.ID, "reason").send_keys("AM peak: Sunset Road northbound queue spills back")
     browser.find_element(By.ID, "submit").click()
-    WebDriverWait(browser, 10).until(lambda d: "/proposals/" in d.current_url)
+    wait_until(browser, 20, lambda d: "/proposals/" in d.current_url, "the submitted proposal's page")
     assert browser.find_element(By.ID, "status").text == "pending"
     assert "default_timing.stage_greens_s.S1: 30.0 -> 34.0" in browser.find_element(By.TAG_NAME, "main").text
     return browser.current_url
@@ -128,12 +135,14 @@ def second_engineer_approves(browser: webdriver.Chrome, url: str, proposal_url: 
     """The author may not approve her own change; eng.made approves it and the controller applies it."""
     browser.find_element(By.ID, "review-reason").send_keys("my own change")
     browser.find_element(By.ID, "approve").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "refusal"))  # 403: four eyes
+    wait_until(browser, 20, lambda d: d.find_elements(By.ID, "refusal"), "the author's own approval refused")  # 403
     assert "a change needs a second person's approval" in browser.find_element(By.ID, "refusal").text
     assert browser.find_element(By.ID, "status").text == "pending"
     browser.get(url + "/")
     browser.find_element(By.ID, "logout").click()
+    wait_until(browser, 20, lambda d: d.current_url.endswith("/login"), "the login page after signing out")
     login(browser, url, "eng.made", proposal_url.split(url, 1)[1])
+    wait_until(browser, 20, lambda d: d.find_elements(By.ID, "review-reason"), "the proposal's review form for eng.made")
     browser.find_element(By.ID, "review-reason").send_keys("checked the what-if: S3 keeps X below 0.9")
     browser.find_element(By.ID, "approve").click()
 
@@ -141,7 +150,7 @@ def second_engineer_approves(browser: webdriver.Chrome, url: str, proposal_url: 
         text = driver.find_element(By.ID, "deployment").text
         return "acknowledged" in text and "cycle 100 s, greens [34,12,20]" in text
 
-    WebDriverWait(browser, 60, poll_frequency=0.5).until(applied)
+    wait_until(browser, 90, applied, "the approved plan acknowledged by the controller")
     assert browser.find_element(By.ID, "status").text == "deployed"
     screenshot(browser, "plan-deployed")
     body = json.loads(browser.execute_async_script(
@@ -162,7 +171,7 @@ def incident_reaches_the_board(browser: webdriver.Chrome, url: str) -> None:
             "return [...document.querySelectorAll('#board-vms-sunset-03 .board-text')]"
             ".some(t => /MOGOK|STALLED/.test(t.textContent))"))
 
-    WebDriverWait(browser, 90, poll_frequency=0.5).until(shown)
+    wait_until(browser, 120, shown, "the stalled vehicle's message on vms-sunset-03")
     screenshot(browser, "incident-on-board")
 
 
