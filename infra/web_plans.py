@@ -35,7 +35,19 @@ from controllers.plan_workflow import NO_CHANGE, ProposalRefused, ProposalStatus
 from controllers.schedule import active_timing, resolve_timing
 from infra.counts import read_counts, rows_for_plan
 from infra.plan_service import PlanService
-from infra.plan_simulation import SimulationResult, simulate
+from infra.plan_simulation import (
+    DEFAULT_DURATION_S,
+    DEFAULT_WARMUP_S,
+    PERIOD_STEP_S,
+    SimulationPeriodError,
+    SimulationResult,
+    default_start_s,
+    hhmm,
+    measured_period,
+    period_starts,
+    simulate,
+)
+from infra.simclock import WITA
 from infra.web_auth import current_user, form_text, page
 from infra.yaml_data import parse_yaml
 
@@ -84,6 +96,20 @@ def timing_now(plan: Plan, at: datetime) -> tuple[str, Timing | None]:
     """The timing the plan's schedule runs at ``at``: its name and the timing (None: flash)."""
     name = active_timing(plan, at).timing
     return name, resolve_timing(plan, name)
+
+
+def parse_period_start(text: str, default_s: float) -> float:
+    """A what-if period's start from the form's ``HH:MM`` (s after local midnight; ``default_s`` when empty);
+    SimulationPeriodError when it is no time of day."""
+    if not text:
+        return float(default_start_s(default_s))
+    try:
+        hours, minutes = (int(part) for part in text.split(":")[:2])
+    except ValueError as err:
+        raise SimulationPeriodError(f"the period start {text!r} is not a time of day (HH:MM)") from err
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise SimulationPeriodError(f"the period start {text!r} is not a time of day (HH:MM)")
+    return hours * 3600.0 + minutes * 60.0
 
 
 @dataclass
@@ -147,6 +173,11 @@ class PlanPages:
         plan = self._plan(request)
         return web.Response(text=self._editor_html(request, plan, plan_yaml(plan), [], ""), content_type="text/html")
 
+    def _time_of_day_s(self) -> float:
+        """Now on lalin's clock (the twin's in a demo), in seconds after local midnight (WITA)."""
+        local = self.clock().astimezone(WITA)
+        return local.hour * 3600.0 + local.minute * 60.0 + local.second
+
     def _editor_html(self, request: web.Request, plan: Plan, text: str, problems: list[str], reason: str) -> str:
         user, reg = current_user(request), self.service.registry
         hold = reg.holds.get(plan.id)
@@ -156,6 +187,7 @@ class PlanPages:
                    '</button></p></form>') if hold else ""
         refused = ("<div id=\"problems\" class=\"refused\"><h2>Refused</h2><ul>"
                    + "".join(f"<li>{escape(p)}</li>" for p in problems) + "</ul></div>") if problems else ""
+        earliest, latest = period_starts()
         body = f"""<h1 id="plan-title">{escape(plan.id)} — {escape(plan.name)} (v{plan.version} deployed)</h1>{release}
 <p>Edit the plan below (timings, named timings, schedule). The safety check runs first on every check, what-if and
 submission; changes to the controller's safety configuration (groups, conflicts, intergreens, stages, cycle
@@ -164,7 +196,10 @@ bounds) are loaded at the controller itself, not deployed from here.</p>{refused
 <input type="hidden" name="base_version" value="{plan.version}">
 <textarea name="document" id="plan-text" spellcheck="false">{escape(text)}</textarea>
 <p><button type="button" id="check">Check safety</button> <button type="button" id="whatif">What-if</button>
-<button type="button" id="simulate">Simulate 20 min of the corridor</button></p>
+<button type="button" id="simulate">Simulate {DEFAULT_DURATION_S / 60:g} min of the corridor</button>
+<label>from <input type="time" name="period_start" id="period-start" step="{PERIOD_STEP_S}" min="{hhmm(earliest)}"
+max="{hhmm(latest)}" value="{hhmm(default_start_s(self._time_of_day_s()))}" required></label> WITA (after up
+to {DEFAULT_WARMUP_S / 60:g} min of warm-up)</p>
 <div id="result"></div><div id="simulation"></div>
 <label>Reason for the change <input name="reason" id="reason" size="80" required minlength="3" value="{escape(reason)}">
 </label><button type="submit" id="submit">Submit for approval</button></form>
@@ -252,9 +287,16 @@ document.getElementById("whatif").onclick = () => ask("whatif");
         if any(not job.task.done() for job in self.simulations.values()):
             return web.json_response({"problems": ["a simulation is running; try again when it has finished"]},
                                      status=409)
+        form = await request.post()
+        try:
+            start_s = parse_period_start(form_text(form, "period_start", 8), self._time_of_day_s())
+            measured_period(start_s)  # checked before a job starts
+        except SimulationPeriodError as err:
+            return web.json_response({"problems": [str(err)]}, status=422)
         job = uuid.uuid4().hex[:12]
         deployed = dict(self.service.registry.plans)
-        self.simulations[job] = Simulation(asyncio.create_task(simulate(candidate, deployed), name=f"simulate-{job}"))
+        self.simulations[job] = Simulation(asyncio.create_task(simulate(candidate, deployed, start_s=start_s),
+                                                               name=f"simulate-{job}"))
         for old in list(self.simulations)[:-SIMULATIONS_KEPT]:
             del self.simulations[old]
         return web.json_response({"problems": [], "job": job, "plan": plan.id})
@@ -424,9 +466,6 @@ def whatif_html(rows: list[tuple[str, str, Prediction | None]], source: str) -> 
 
 def simulation_html(result: SimulationResult) -> str:
     """Both runs of the twin side by side, with the change (%)."""
-    def hhmm(seconds: float) -> str:
-        return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
-
     rows = "".join(f"<tr><th>{label}</th><td>{getattr(result.deployed, name):,.{digits}f}</td>"
                    f"<td>{getattr(result.proposed, name):,.{digits}f}</td><td>{change}</td></tr>"
                    for label, name, digits, change in (
@@ -434,7 +473,10 @@ def simulation_html(result: SimulationResult) -> str:
                        ("mean delay (s/veh)", "mean_delay_s", 1, f"{result.change_pct['mean_delay_s']:+.1f} %"),
                        ("mean stops (per veh)", "mean_stops", 2, f"{result.change_pct['mean_stops']:+.1f} %"),
                        ("vehicles still on the road", "running", 0, "")))
-    return (f"<h2>Simulated corridor, {hhmm(result.begin_s)}-{hhmm(result.end_s)} WITA (seed {result.seed})</h2>"
+    warm_up = (f"after a warm-up from {hhmm(result.begin_s)}" if result.begin_s < result.measured_from_s
+               else "from an empty network (the modelled demand starts at 06:00)")
+    return (f"<h2>Simulated corridor, trips departing {hhmm(result.measured_from_s)}-{hhmm(result.end_s)} WITA, "
+            f"{warm_up} (seed {result.seed})</h2>"
             f'<table id="simulation-result"><tr><th></th><th>deployed</th><th>proposed {escape(result.plan_id)}</th>'
-            f"<th>change</th></tr>{rows}</table><p>A short run from an empty network: the direction and size of a "
-            "change, not a calibrated forecast.</p>")
+            f"<th>change</th></tr>{rows}</table><p>A short run of the twin: the direction and size of a change, not a "
+            "calibrated forecast.</p>")

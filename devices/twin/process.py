@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from controllers.errors import ConfigurationError
 from controllers.plan import Plan
 from devices.twin import DATA_DIR
 from devices.twin.build import LATERAL_RESOLUTION_M, STEP_LENGTH_S
@@ -45,11 +46,14 @@ def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float
                    step_s: float = STEP_LENGTH_S, data_dir: Path = DATA_DIR, date: datetime.date = DEFAULT_DATE,
                    lateral_resolution_m: float = LATERAL_RESOLUTION_M,
                    incident: tuple[float, str, float] | None = None,
-                   plan_documents: Mapping[str, str] | None = None) -> TripMetrics:
+                   plan_documents: Mapping[str, str] | None = None,
+                   measure_from_s: float | None = None) -> TripMetrics:
     """The demand from ``begin_s`` to ``end_s`` (s after local midnight) of ``date`` under each junction's own
     time-of-day plan, run by lalin's controller firmware (see :mod:`devices.twin.fixed_time`): the trip metrics.
     ``incident`` (s after local midnight, camera, duration s): a vehicle stalls, as in the run compared with.
     ``plan_documents`` (controller id -> a plan's JSON): plans that replace the catalogued ones (a what-if).
+    ``measure_from_s`` (s after local midnight): the end of a warm-up; the metrics count the trips that depart
+    from then on (:meth:`SumoWorld.begin_measure`). Default: from ``begin_s``.
 
     Blocking, and it runs libsumo in this process: call it in a child process (a ``spawn``
     ``ProcessPoolExecutor``, or :func:`run_fixed_time_in_child`) beside an event loop or another world."""
@@ -61,7 +65,14 @@ def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float
                    lateral_resolution_m=lateral_resolution_m) as world:
         corridor = FixedTimeCorridor({cid: plans[cid] for cid in world.controllers()}, date, world.time_of_day_s)
         stalled: str | None = None
+        if measure_from_s is not None and not begin_s <= measure_from_s < end_s:
+            raise ConfigurationError(f"measurement from {measure_from_s} s is not within the run, {begin_s}-{end_s} s "
+                                     "after midnight")
+        warming_up = measure_from_s is not None and measure_from_s > begin_s
         while world.time_s < end_s - 1e-9:
+            if warming_up and measure_from_s is not None and world.time_s >= measure_from_s - 1e-9:
+                world.begin_measure()
+                warming_up = False
             if incident is not None and stalled is None and world.time_s >= incident[0]:
                 stalled = world.stall_vehicle(incident[1], incident[2])  # the same incident as the compared run
             world.step(corridor.aspects())

@@ -107,7 +107,10 @@ class LoopTracker:
 
 class TripTracker:
     """Every vehicle in the network (speed and time loss subscribed at departure): its stops and time loss,
-    and the totals of completed trips, each SUMO vehicle weighted by the real vehicles it stands for."""
+    and the totals of completed trips, each SUMO vehicle weighted by the real vehicles it stands for.
+
+    :meth:`begin_measure` ends a warm-up: the totals start again and the vehicles in the network then (or
+    waiting to enter) are left out of them, so a measured period counts only trips that departed in it."""
 
     VARIABLES = (tc.VAR_SPEED, tc.VAR_TIMELOSS)
 
@@ -126,6 +129,16 @@ class TripTracker:
         self.running = 0
         self.teleports = 0
         self.arrived_last_step: frozenset[str] = frozenset()
+        self._warm_up: set[str] = set()  # vehicles of the warm-up: tracked, never counted
+        self._pending_warm_up: set[str] = set()  # warm-up vehicles still waiting to enter
+
+    def begin_measure(self, pending: Iterable[str]) -> None:
+        """End the warm-up: totals start again from zero; the vehicles in the network and ``pending`` (SUMO's
+        vehicles waiting to enter) are left out of every total to come."""
+        self._warm_up = set(self._weight)
+        self._pending_warm_up = set(pending)
+        self.completed = self.completed_stops = self.inserted = self.teleports = 0
+        self.completed_delay_s = 0.0
 
     def update(self, sumo: Any) -> None:
         """After a simulation step: subscribe departures, close arrivals, count new halts."""
@@ -133,16 +146,24 @@ class TripTracker:
             sumo.vehicle.subscribe(vehicle, self.VARIABLES)
             weight = self._type_weight.get(sumo.vehicle.getTypeID(vehicle), 1)
             self._weight[vehicle], self._halted[vehicle], self._stops[vehicle], self._time_loss_s[vehicle] = weight, False, 0, 0.0
-            self.inserted += weight
             self.running += weight
+            if vehicle in self._pending_warm_up:  # it waited through the warm-up's end: a warm-up vehicle
+                self._pending_warm_up.discard(vehicle)
+                self._warm_up.add(vehicle)
+            else:
+                self.inserted += weight
         arrived = sumo.simulation.getArrivedIDList()
         for vehicle in arrived:
             weight = self._weight.pop(vehicle, 0)
-            self.completed += weight
-            self.running -= weight
-            self.completed_stops += weight * self._stops.pop(vehicle, 0)
-            self.completed_delay_s += weight * self._time_loss_s.pop(vehicle, 0.0)
+            trip_stops, trip_delay_s = self._stops.pop(vehicle, 0), self._time_loss_s.pop(vehicle, 0.0)
             self._halted.pop(vehicle, None)
+            self.running -= weight
+            if vehicle in self._warm_up:
+                self._warm_up.discard(vehicle)
+                continue
+            self.completed += weight
+            self.completed_stops += weight * trip_stops
+            self.completed_delay_s += weight * trip_delay_s
         self.arrived_last_step = frozenset(arrived)
         self.teleports += int(sumo.simulation.getStartingTeleportNumber())
         halted, stops, loss = self._halted, self._stops, self._time_loss_s

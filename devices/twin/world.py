@@ -63,6 +63,7 @@ class SumoWorld:
         self._camera_read_s: dict[str, float] = {}
         self._sumo: Any = None
         self._time_s = begin_s
+        self._measured_from_s = begin_s
 
     # -- life cycle -----------------------------------------------------------------------------------------
 
@@ -235,11 +236,18 @@ class SumoWorld:
 
     # -- metrics ----------------------------------------------------------------------------------------------
 
+    def begin_measure(self) -> None:
+        """End a warm-up now: :meth:`metrics` counts from here on, only the trips that depart from now (the
+        vehicles in the network, and those waiting to enter, are the warm-up's)."""
+        sumo = self._require()
+        self._trips.begin_measure(sumo.simulation.getPendingVehicles())
+        self._measured_from_s = self._time_s
+
     def metrics(self) -> TripMetrics:
         """Trip metrics so far (see :class:`TripMetrics`), from the step-by-step tracking of every vehicle."""
         sumo = self._require()
         trips = self._trips
-        elapsed_h = max(self._time_s - self.begin_s, 1e-9) / 3600.0
+        elapsed_h = max(self._time_s - self._measured_from_s, 1e-9) / 3600.0
         return TripMetrics(time_s=self._time_s, completed=trips.completed, mean_delay_s=trips.mean_completed_delay_s(),
                            mean_stops=trips.mean_completed_stops(), throughput_veh_h=trips.completed / elapsed_h,
                            running=trips.running, running_mean_delay_s=trips.running_mean_delay_s(),

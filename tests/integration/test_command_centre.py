@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def engineer_proposes(browser: webdriver.Chrome, url: str) -> str:
     browser.find_element(By.ID, "simulate").click()  # the short run of the twin, deployed and proposed side by side
     wait_until(browser, 240, lambda d: d.find_elements(By.ID, "simulation-result"), "the twin's what-if run", poll_s=1)
     assert "mean delay (s/veh)" in browser.find_element(By.ID, "simulation-result").text
+    # the period measured is the twin's time of day now (the default), after a warm-up from 06:00 at the latest
+    assert re.search(r"trips departing (\d\d:\d\d)-\d\d:\d\d WITA, (after a warm-up from|from an empty network)",
+                     browser.find_element(By.ID, "simulation").text)
     browser.execute_script("document.getElementById('check').scrollIntoView()")
     screenshot(browser, "plan-whatif")
     browser.find_element(By.ID, "reason").send_keys("AM peak: Sunset Road northbound queue spills back")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from controllers.errors import ConfigurationError
 from devices.fleet import load_fleet
 from devices.twin.build import STEP_LENGTH_S
 from devices.twin.errors import MissingAspect, TwinProcessError, UnknownCamera
@@ -247,3 +248,22 @@ def test_run_fixed_time_is_the_same_in_process_and_in_a_child() -> None:
     here = run_fixed_time(seed=9, begin_s=21600, end_s=21600 + 120)
     there = asyncio.run(run_fixed_time_in_child(seed=9, begin_s=21600, end_s=21600 + 120))
     assert here == there and here.inserted > 100
+
+
+def test_a_warm_up_is_left_out_of_the_measured_trips() -> None:
+    """Same seed, same demand: measured from 06:03 after a warm-up from 06:00, the run counts the trips that
+    departed from 06:03 on — the whole run's departures less the warm-up's, never a warm-up vehicle's trip."""
+    whole = run_fixed_time(seed=9, begin_s=21600, end_s=21600 + 360)
+    warm_up = run_fixed_time(seed=9, begin_s=21600, end_s=21600 + 180)
+    measured = run_fixed_time(seed=9, begin_s=21600, end_s=21600 + 360, measure_from_s=21600 + 180)
+    assert warm_up.inserted > 100 and warm_up.completed > 0
+    # a vehicle still waiting to enter when the warm-up ends is the warm-up's
+    assert whole.inserted - warm_up.inserted - warm_up.waiting_to_insert <= measured.inserted
+    assert measured.inserted <= whole.inserted - warm_up.inserted
+    # the same simulation, counted from 06:03: warm-up vehicles still on the road then finish later, in the whole
+    # run's trips, not in the measured ones
+    assert measured.running == whole.running and measured.time_s == whole.time_s
+    assert 0 < measured.completed <= whole.completed - warm_up.completed
+    assert measured.throughput_veh_h == pytest.approx(measured.completed / (180 / 3600))
+    with pytest.raises(ConfigurationError, match="not within the run"):
+        run_fixed_time(seed=9, begin_s=21600, end_s=21660, measure_from_s=21700)
