@@ -28,6 +28,7 @@ import asyncio
 import logging
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +82,13 @@ log = logging.getLogger(__name__)
 
 #: Timed-out commands remembered, to report one carried out late.
 TIMED_OUT_MEMORY = 64
+#: Recent notices (faults that are never active: a restart, lost event-log entries, a late application) kept
+#: for the command centre's alarm list (:attr:`ControllerDriver.notices`).
+NOTICES_KEPT = 16
+NOTICE_KINDS = frozenset({FaultKind.RESTARTED, FaultKind.LATE_APPLICATION, FaultKind.EVENT_LOG})
+#: Faults lalin finds itself (no fault bit of the controller reports them): kept while active
+#: (:attr:`ControllerDriver.findings`).
+FINDING_KINDS = frozenset({FaultKind.PROTOCOL, FaultKind.READBACK_MISMATCH})
 
 #: Controller fault bits -> (event fault kind, severity).
 FAULT_BITS: dict[str, tuple[FaultKind, Severity]] = {
@@ -136,6 +144,10 @@ class ControllerDriver:
         self._heartbeat = 0
         self._comms_lost = False
         self._active_faults: frozenset[str] = frozenset()
+        #: the latest notices emitted, oldest first: (event time, notice)
+        self.notices: deque[tuple[datetime, ControllerFaulted]] = deque(maxlen=NOTICES_KEPT)
+        #: lalin's own findings that are active now (protocol, read-back mismatch), by kind
+        self.findings: dict[FaultKind, ControllerFaulted] = {}
         self._protocol_fault = ""
         self._mismatch = False
         self._last_seq: int | None = None  # the highest command_seq known to the controller, once read
@@ -356,8 +368,15 @@ class ControllerDriver:
         return [DetectorsCounted(controller_id=self.site.id, interval_s=min(interval_s, 3600.0), readings=readings)]
 
     async def _emit(self, payload: Payload, at: datetime | None = None, causation_id: uuid.UUID | None = None) -> None:
-        await self.sink.emit(payload, source=self.source, key=self.site.id, event_time=at or self.clock(),
-                             causation_id=causation_id)
+        at = at or self.clock()
+        await self.sink.emit(payload, source=self.source, key=self.site.id, event_time=at, causation_id=causation_id)
+        if isinstance(payload, ControllerFaulted):
+            if payload.fault in NOTICE_KINDS:
+                self.notices.append((at, payload))
+            elif payload.fault in FINDING_KINDS and payload.active:
+                self.findings[payload.fault] = payload
+            elif payload.fault in FINDING_KINDS:
+                self.findings.pop(payload.fault, None)
 
     # --- the high-resolution event log ------------------------------------------------------
     async def read_event_log(self) -> int:

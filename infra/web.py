@@ -39,6 +39,7 @@ from infra.accounts import Accounts, load_access
 from infra.field import FieldDevices
 from infra.plan_service import PlanService
 from infra.signal_performance_view import junction_performance
+from infra.simclock import WITA
 from infra.vms_loop import VmsLoop
 from infra.web_audit import AuditPages
 from infra.web_auth import COOKIE, WebAuth, current_user, nav, page
@@ -49,6 +50,8 @@ from infra.web_users import UserPages
 log = logging.getLogger(__name__)
 HISTORY_S = 3600.0  # the junction page's charts: the last hour (s)
 SESSION_RECHECK_S = 60.0  # a live event stream re-checks its session this often (wall s)
+NOTICE_SHOWN_S = 900.0  # a controller's notice (restart, lost log entries, late application) stays listed (s)
+ALARM_DETAIL_CHARS = 160  # an alarm's detail on the map, at most
 CHARTS = (("flows_veh_h", "Flows by class", "veh/h"), ("occupancy", "Occupancy", "fraction"),
           ("speed_kmh", "Speed", "km/h"), ("queue_m", "Longest camera queue", "m"))
 
@@ -63,7 +66,7 @@ class LiveView:
 
     def state(self) -> dict[str, Any]:
         """Junctions, boards and alarms as JSON-ready data."""
-        field, vms = self.field(), self.vms()
+        field, vms, now = self.field(), self.vms(), self.clock()
         alarms: list[str] = []
         junctions: dict[str, dict[str, Any]] = {j: {"name": p.name, "connected": None, "mode": None, "stage": None,
                                                     "interval": None, "faults": [], "degree_of_saturation": None,
@@ -80,6 +83,11 @@ class LiveView:
                            faults=sorted(status.faults), cycle_s=status.cycle_ds / 10, offset_s=status.offset_ds / 10,
                            stage_greens_s=[g / 10 for g in status.greens_ds[:status.n_stages]])
                 alarms += [f"{driver.site.id}: {fault}" for fault in sorted(status.faults)]
+            alarms += [f"{driver.site.id}: {kind.value}: {finding.detail[:ALARM_DETAIL_CHARS]}"
+                       for kind, finding in sorted(driver.findings.items())]
+            alarms += [f"{driver.site.id}: {notice.fault.value} at {at.astimezone(WITA):%H:%M:%S}: "
+                       f"{notice.detail[:ALARM_DETAIL_CHARS]}"
+                       for at, notice in driver.notices if (now - at).total_seconds() <= NOTICE_SHOWN_S]
         policy_state = vms.policy.state if vms is not None else VmsState()
         for junction, summary in policy_state.summaries.items():
             plan, measured = self.network.plans.get(junction), junctions.get(junction)
@@ -109,7 +117,7 @@ class LiveView:
         audit = self.extra_alarms()
         if audit is not None:
             alarms.append(audit)
-        return {"at": self.clock().isoformat(), "junctions": junctions, "boards": boards, "alarms": alarms,
+        return {"at": now.isoformat(), "junctions": junctions, "boards": boards, "alarms": alarms,
                 "los_colours": dict(LOS_COLOURS)}
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from controllers.payloads import ControllerEventsLogged, ControllerFaulted, EventCode, FaultKind, LoggedEvent
 from devices.controller_driver import ControllerDriver
@@ -18,6 +19,8 @@ from devices.controller_sim import ControllerSimulator
 from devices.events import RecordingSink
 from devices.fleet import load_fleet
 from devices.register_map import RegisterMap, load_register_map
+from infra.vms_catalogue import vms_network
+from infra.web import NOTICE_SHOWN_S, LiveView
 
 SPEED = 20.0
 TUESDAY_NOON = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)
@@ -104,5 +107,13 @@ def test_entries_the_ring_overwrote_while_the_link_was_down_are_reported_not_sil
             assert after.entries[0].seq == read_before + lost + 1  # the first entry the ring still held
             assert f"{lost} event-log entries" in notice.detail and "overwritten" in notice.detail
             assert notice.active is False and driver.connected.is_set()
+            # the command centre's map lists the notice for 15 minutes, with its time
+            field = SimpleNamespace(drivers=[driver], board_drivers=[])
+            listed = LiveView(vms_network(), lambda: field, lambda: None, driver.clock).state()["alarms"]
+            assert any(a.startswith(f"{driver.site.id}: event_log at ") and f"{lost} event-log entries" in a
+                       for a in listed), listed
+            later = LiveView(vms_network(), lambda: field, lambda: None,
+                             lambda: driver.clock() + timedelta(seconds=NOTICE_SHOWN_S + 1)).state()["alarms"]
+            assert not any("event_log" in a for a in later), later
 
     asyncio.run(scenario())

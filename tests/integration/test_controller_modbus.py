@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.exceptions import ModbusException
@@ -37,6 +38,8 @@ from devices.controller_sim import ControllerSimulator
 from devices.events import RecordingSink
 from devices.fleet import ControllerSite, load_fleet
 from devices.register_map import decode, load_register_map
+from infra.vms_catalogue import vms_network
+from infra.web import LiveView
 
 SPEED = 20.0
 TUESDAY_NOON = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 12:00 WITA: K01's local schedule runs OFF_PEAK (100 s)
@@ -245,9 +248,14 @@ def test_an_acknowledgement_with_something_else_running_is_a_mismatch_not_a_succ
             ack = await driver.send(uuid.uuid4(), AM_PEAK, deadline_s=15)
             assert ack.outcome == CommandOutcome.REJECTED and "read-back mismatch" in ack.detail
             assert faults(sink, FaultKind.READBACK_MISMATCH) == [True]
+            # the map's alarm list shows lalin's own finding (no fault bit of the controller reports it) while active
+            view = LiveView(vms_network(), lambda: SimpleNamespace(drivers=[driver], board_drivers=[]), lambda: None,
+                            driver.clock)
+            assert any(a.startswith(f"{driver.site.id}: readback_mismatch: ") for a in view.state()["alarms"])
             sim.faulty_apply = False
             assert (await driver.send(uuid.uuid4(), AM_PEAK, deadline_s=15)).outcome == CommandOutcome.ACKNOWLEDGED
             assert faults(sink, FaultKind.READBACK_MISMATCH) == [True, False]
+            assert not any("readback_mismatch" in a for a in view.state()["alarms"])
 
     asyncio.run(scenario())
 
