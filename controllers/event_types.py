@@ -30,6 +30,7 @@ EVENT_TYPES: Final[dict[str, tuple[int, type[p.Payload]]]] = {
     "PlanReviewed": (1, p.PlanReviewed),
     "PlanDeployed": (1, p.PlanDeployed),
     "PlanHoldReleased": (1, p.PlanHoldReleased),
+    "PlanTimingScheduled": (1, p.PlanTimingScheduled),
 }
 
 TYPE_OF_PAYLOAD: Final[dict[type[p.Payload], str]] = {cls: name for name, (_, cls) in EVENT_TYPES.items()}

@@ -646,6 +646,16 @@ class PlanDeployed(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     operator: Identifier
 
 
+class PlanTimingScheduled(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
+    """The deployed version's schedule at a held junction moved to ``timing`` (its time-of-day entry began, or
+    ``flash``), sent as ``command_id`` (the timing, or a change to flash)."""
+
+    plan_id: Identifier
+    version: PlanVersion
+    timing: Identifier
+    command_id: uuid.UUID
+
+
 class PlanHoldReleased(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
     """A person ended the hold on a deployed timing: the junction's adaptive control may command it again."""
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,23 +37,27 @@ from controllers.envelope import Envelope
 from controllers.errors import LalinError
 from controllers.payloads import (
     CommandIssued,
+    ControlMode,
+    ModeChangeCommand,
     PlanDeployed,
     PlanHoldReleased,
     PlanProposed,
     PlanReviewed,
+    PlanTimingScheduled,
     Provenance,
     ReviewDecision,
     TimingPlanCommand,
 )
-from controllers.plan import SAFETY_FIELDS, Plan
+from controllers.plan import SAFETY_FIELDS, Plan, Timing
 from controllers.plan_diff import diff_plans
 from controllers.safety import validate_all
 from controllers.schedule import active_timing, resolve_timing
 
 DEPLOY_RULE = "plan.deploy"
+SCHEDULE_RULE = "plan.schedule"
 RULE_VERSION = "1"
-#: Rules whose timing commands a hold lets through (the deployment itself).
-HOLD_RULES = frozenset({DEPLOY_RULE})
+#: Rules whose timing commands a hold lets through (the deployment itself, and its schedule's later entries).
+HOLD_RULES = frozenset({DEPLOY_RULE, SCHEDULE_RULE})
 
 
 class ProposalRefused(LalinError):
@@ -100,6 +104,8 @@ class Hold:
     proposal_id: uuid.UUID
     operator: str
     since: datetime
+    timing: str = ""  # the schedule's timing the junction was last sent (or left on, for flash)
+    deployed_event_id: uuid.UUID | None = None  # the PlanDeployed event the hold began with
 
 
 @dataclass
@@ -126,6 +132,10 @@ class PlanRegistry:
             self._deployed(self.proposals[p.proposal_id], p, event)
         elif isinstance(p, PlanHoldReleased):
             self.holds.pop(p.plan_id, None)
+        elif isinstance(p, PlanTimingScheduled):
+            hold = self.holds.get(p.plan_id)
+            if hold is not None and hold.version == p.version:
+                self.holds[p.plan_id] = replace(hold, timing=p.timing)
         else:
             return False
         return True
@@ -139,7 +149,7 @@ class PlanRegistry:
                     and other.proposed.base_version != p.version):
                 other.status = ProposalStatus.SUPERSEDED
         if p.hold:
-            self.holds[p.plan_id] = Hold(p.version, p.proposal_id, p.operator, event.event_time)
+            self.holds[p.plan_id] = Hold(p.version, p.proposal_id, p.operator, event.event_time, p.timing, event.event_id)
         else:
             self.holds.pop(p.plan_id, None)
 
@@ -244,8 +254,7 @@ def deployment(registry: PlanRegistry, proposal_id: uuid.UUID, *, at: datetime, 
     timing = resolve_timing(plan, active.timing)
     command = None
     if timing is not None:
-        body = TimingPlanCommand(plan_id=plan_number, cycle_s=timing.cycle_s, offset_s=timing.offset_s,
-                                 stage_greens_s=[timing.stage_greens_s[s] for s in plan.sequence])
+        body = timing_command(plan, timing, plan_number)
         provenance = Provenance(rule=DEPLOY_RULE, rule_version=RULE_VERSION, config_checksum=proposal.proposed.checksum,
                                 input_event_ids=[proposal.event_id, proposal.review_event_id],
                                 operator=approval.reviewer, reason=approval.reason)
@@ -254,6 +263,38 @@ def deployment(registry: PlanRegistry, proposal_id: uuid.UUID, *, at: datetime, 
                             timing=active.timing, command_id=command.command_id if command else None, hold=hold,
                             operator=approval.reviewer)
     return deployed, command
+
+
+def timing_command(plan: Plan, timing: Timing, plan_number: int) -> TimingPlanCommand:
+    """The command that runs ``timing`` of ``plan`` (greens in the plan's stage sequence, s)."""
+    return TimingPlanCommand(plan_id=plan_number, cycle_s=timing.cycle_s, offset_s=timing.offset_s,
+                             stage_greens_s=[timing.stage_greens_s[s] for s in plan.sequence])
+
+
+def schedule_step(registry: PlanRegistry, plan_id: str, *, at: datetime, plan_number: int,
+                  command_id: uuid.UUID) -> tuple[PlanTimingScheduled, CommandIssued] | None:
+    """At a held junction, the deployed version's schedule at instant ``at``: when its timing is not the one the
+    junction was last sent, the ``PlanTimingScheduled`` event and the command — the timing, or a change to flash
+    for a ``flash`` entry (the controller enters it at the cycle boundary and leaves it through its all-red
+    start-up when the next timing comes) — with provenance back to the deployment; None when nothing changes or
+    the junction is not held. ``plan_number``: the controller's number of the plan."""
+    hold = registry.holds.get(plan_id)
+    plan = registry.plans.get(plan_id)
+    if hold is None or plan is None or plan.version != hold.version:
+        return None
+    active = active_timing(plan, at)
+    if active.timing == hold.timing:
+        return None
+    timing = resolve_timing(plan, active.timing)
+    body: TimingPlanCommand | ModeChangeCommand = (timing_command(plan, timing, plan_number) if timing is not None
+                                                   else ModeChangeCommand(mode=ControlMode.FLASH))
+    why = (f"schedule of version {plan.version}: {active.timing} from {active.since_local:%Y-%m-%d %H:%M} local "
+           f"({active.day_plan or active.day})")
+    provenance = Provenance(rule=SCHEDULE_RULE, rule_version=RULE_VERSION, config_checksum=plan.checksum(),
+                            input_event_ids=[hold.deployed_event_id] if hold.deployed_event_id else [],
+                            operator=hold.operator, reason=why[:500])
+    command = CommandIssued(command_id=command_id, target=plan_id, command=body, provenance=provenance)
+    return PlanTimingScheduled(plan_id=plan_id, version=hold.version, timing=active.timing, command_id=command_id), command
 
 
 def release(registry: PlanRegistry, plan_id: str, *, operator: str, reason: str) -> PlanHoldReleased:
@@ -265,9 +306,12 @@ def release(registry: PlanRegistry, plan_id: str, *, operator: str, reason: str)
 
 
 def hold_refusal(holds: Mapping[str, Hold], command: CommandIssued) -> str | None:
-    """Why the executor must refuse ``command`` (a timing from another rule at a held junction), or None."""
+    """Why the executor must refuse ``command`` — a timing or a mode change from another rule (the adaptive
+    strategy's timings and its release to the local plan) at a held junction — or None."""
     hold = holds.get(command.target)
-    if hold is None or not isinstance(command.command, TimingPlanCommand) or command.provenance.rule in HOLD_RULES:
+    body = command.command
+    if hold is None or not isinstance(body, TimingPlanCommand | ModeChangeCommand) or command.provenance.rule in HOLD_RULES:
         return None
+    what = "timing" if isinstance(body, TimingPlanCommand) else f"change to {body.mode.value}"
     return (f"held: junction {command.target} runs plan version {hold.version} deployed by {hold.operator} "
-            f"(proposal {hold.proposal_id}) until released; {command.provenance.rule} timing not sent")
+            f"(proposal {hold.proposal_id}) until released; {command.provenance.rule} {what} not sent")

@@ -22,11 +22,13 @@ import psycopg
 from controllers.envelope import Envelope, decode_archived
 from controllers.payloads import OperatorActed, Payload, PlanHoldReleased, PlanReviewed, ReviewDecision
 from controllers.plan import Plan
-from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review
+from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review, schedule_step
 from infra.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
-WORKFLOW_TYPES = ("PlanProposed", "PlanReviewed", "PlanDeployed", "PlanHoldReleased")
+WORKFLOW_TYPES = ("PlanProposed", "PlanReviewed", "PlanDeployed", "PlanHoldReleased", "PlanTimingScheduled")
+#: How often (wall s) the held junctions' schedules are looked at; a schedule entry starts on the minute.
+SCHEDULE_CHECK_S = 1.0
 SOURCE_PREFIX = "web:"
 DEPLOY_SOURCE = "lalin:plans"
 WEB_KEY = "web"
@@ -102,6 +104,26 @@ class PlanService:
             await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
                                 causation_id=deployed.event_id)
         return deployed
+
+    async def follow_schedules(self) -> list[Envelope]:
+        """Each held junction runs its deployed version's schedule: where the timing the schedule runs now is not
+        the one last sent, publish ``PlanTimingScheduled`` and its command (provenance: the deployment).
+        Returns the ``PlanTimingScheduled`` events published."""
+        published = []
+        async with self._lock:
+            for plan_id in sorted(self.registry.holds):
+                step = schedule_step(self.registry, plan_id, at=self.clock(), plan_number=self.plan_numbers.get(plan_id, 1),
+                                     command_id=uuid.uuid4())
+                if step is None:
+                    continue
+                scheduled, command = step
+                event = await self._publish(scheduled, key=plan_id, source=DEPLOY_SOURCE)
+                await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
+                                    causation_id=event.event_id)
+                log.info("junction %s (held on version %d): its schedule runs %s now", plan_id, scheduled.version,
+                         scheduled.timing)
+                published.append(event)
+        return published
 
     async def release(self, plan_id: str, *, operator: str, reason: str) -> Envelope:
         """End the hold on ``plan_id`` (ProposalRefused when it is not held)."""

@@ -46,7 +46,7 @@ from infra.field import BoardCommands, FieldDevices
 from infra.generator import DemoGenerator, load_demo_network
 from infra.kafka import start_producer
 from infra.loop_report import comparison, report_lines
-from infra.plan_service import PlanService
+from infra.plan_service import SCHEDULE_CHECK_S, PlanService
 from infra.publisher import EventPublisher
 from infra.runfile import RunFile
 from infra.settings import Settings
@@ -366,6 +366,7 @@ class Runtime:
                                   boards=self.settings.devices.boards,
                                   speed=self.settings.loop.speed if self.loop_on else 1.0)
         executor_task: asyncio.Task[None] | None = None
+        schedules_task: asyncio.Task[None] | None = None
         try:
             await self.field.start()
             self.network = vms_network()  # plans, detectors and boards: read once, shared by the plans, map and VMS
@@ -375,6 +376,8 @@ class Runtime:
             self.executor = self._executor(self.field, self.plans)
             await self.executor.start()
             executor_task = asyncio.create_task(self.executor.run(self._stop), name="executor")
+            schedules_task = asyncio.create_task(self._every(SCHEDULE_CHECK_S, self.plans.follow_schedules),
+                                                 name="schedules")
             await self._start_dashboard()
             if self.field.pki_created:
                 self.say(f"  pki       site CA, device certificates and users created in {self.data_dir / 'pki'}")
@@ -387,9 +390,10 @@ class Runtime:
             else:
                 await self.field.run(self._stop)
         finally:
-            if executor_task is not None:
-                executor_task.cancel()
-                await asyncio.gather(executor_task, return_exceptions=True)
+            for task in (executor_task, schedules_task):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if self.executor is not None:
                 await self.executor.stop()
             if self.dashboard is not None:

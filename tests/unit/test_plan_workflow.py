@@ -4,7 +4,7 @@ provenance, holds; and the roles as data."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +14,8 @@ from controllers.access import PERMISSIONS, ROLES, AccessDenied, AccessPolicy
 from controllers.envelope import Envelope, make_event
 from controllers.payloads import (
     CommandIssued,
+    ControlMode,
+    ModeChangeCommand,
     PlanProposed,
     Provenance,
     ReviewDecision,
@@ -23,6 +25,7 @@ from controllers.plan import Plan, Timing
 from controllers.plan_whatif import predict
 from controllers.plan_workflow import (
     DEPLOY_RULE,
+    SCHEDULE_RULE,
     PlanRegistry,
     ProposalRefused,
     ProposalStatus,
@@ -32,6 +35,7 @@ from controllers.plan_workflow import (
     propose,
     release,
     review,
+    schedule_step,
 )
 from controllers.safety import validate_all
 from infra.accounts import load_access
@@ -164,10 +168,68 @@ def test_a_hold_refuses_other_rules_timings_until_released() -> None:
     refusal = hold_refusal(reg.holds, adaptive_timing())
     assert refusal is not None and "held: junction K03 runs plan version 2 deployed by eng2" in refusal
     assert hold_refusal(reg.holds, adaptive_timing("K01")) is None
+    fallback = CommandIssued(command_id=uuid.uuid4(), target="K03", command=ModeChangeCommand(mode=ControlMode.TIME_OF_DAY),
+                             provenance=Provenance(rule="time_of_day_fallback", rule_version="3", config_checksum="0" * 64))
+    assert "time_of_day_fallback change to time_of_day not sent" in (hold_refusal(reg.holds, fallback) or "")
     reg.apply(event(release(reg, "K03", operator="op1", reason="peak over")))
     assert hold_refusal(reg.holds, adaptive_timing()) is None
     with pytest.raises(ProposalRefused, match="not held"):
         release(reg, "K03", operator="op1", reason="again")
+
+
+def k01_held_on_version_2(at: datetime) -> tuple[PlanRegistry, Envelope]:
+    """K01 (a weekday schedule: AM_PEAK 06:00, OFF_PEAK 09:30, PM_PEAK 16:00 ...) retimed and deployed held at ``at``."""
+    k01 = load_plan(PLANS_DIR / "K01.yaml")
+    reg = PlanRegistry(plans={"K01": k01})
+    am = k01.timings["AM_PEAK"]
+    candidate = k01.model_copy(update={"timings": {**k01.timings, "AM_PEAK": am.model_copy(update={
+        "stage_greens_s": {**am.stage_greens_s, "S1": am.stage_greens_s["S1"] + 4, "S3": am.stage_greens_s["S3"] - 4}})}})
+    payload = propose(reg, "K01", candidate, base_version=k01.version, author="eng1", reason="AM peak retimed",
+                      proposal_id=uuid.uuid4())
+    reg.apply(event(payload))
+    reg.apply(event(review(reg, payload.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="ok ok")))
+    deployed, _ = deployment(reg, payload.proposal_id, at=at, plan_number=1, command_id=uuid.uuid4(), hold=True)
+    envelope = make_event(deployed, event_id=uuid.uuid4(), event_time=at, ingest_time=at, source="test", key="K01", seq=3)
+    reg.apply(envelope)
+    return reg, envelope
+
+
+def test_a_held_junction_follows_its_deployed_schedule_with_provenance() -> None:
+    deployed_at = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 09:00 WITA: AM_PEAK
+    reg, deployed = k01_held_on_version_2(deployed_at)
+    assert reg.holds["K01"].timing == "AM_PEAK"
+    assert schedule_step(reg, "K01", at=deployed_at + timedelta(minutes=29), plan_number=1, command_id=uuid.uuid4()) is None
+    at = deployed_at + timedelta(minutes=30)  # 09:30: OFF_PEAK begins
+    step = schedule_step(reg, "K01", at=at, plan_number=1, command_id=uuid.uuid4())
+    assert step is not None
+    scheduled, command = step
+    assert (scheduled.plan_id, scheduled.version, scheduled.timing) == ("K01", 2, "OFF_PEAK")
+    off_peak = reg.plans["K01"].timings["OFF_PEAK"]
+    assert command.command == TimingPlanCommand(
+        plan_id=1, cycle_s=off_peak.cycle_s, offset_s=off_peak.offset_s,
+        stage_greens_s=[off_peak.stage_greens_s[s] for s in reg.plans["K01"].sequence])
+    assert command.provenance.rule == SCHEDULE_RULE and command.provenance.input_event_ids == [deployed.event_id]
+    assert command.provenance.operator == "eng2" and "OFF_PEAK from 2026-11-24 09:30 local" in command.provenance.reason
+    assert command.provenance.config_checksum == reg.plans["K01"].checksum()
+    assert hold_refusal(reg.holds, command) is None  # the hold lets its own schedule through
+    reg.apply(event(scheduled))
+    assert schedule_step(reg, "K01", at=at + timedelta(hours=6), plan_number=1, command_id=uuid.uuid4()) is None
+    pm = schedule_step(reg, "K01", at=at + timedelta(hours=6, minutes=30), plan_number=1, command_id=uuid.uuid4())
+    assert pm is not None and pm[0].timing == "PM_PEAK"
+    reg.apply(event(release(reg, "K01", operator="op1", reason="back to adaptive")))
+    assert schedule_step(reg, "K01", at=at + timedelta(hours=7), plan_number=1, command_id=uuid.uuid4()) is None
+
+
+def test_a_held_junctions_flash_entry_is_a_change_to_flash_and_the_next_entry_a_timing_again() -> None:
+    evening = datetime(2027, 3, 8, 8, 0, tzinfo=UTC)  # 16:00 WITA on the ogoh-ogoh day: OFF_PEAK, flash at 17:00
+    reg, _ = k01_held_on_version_2(evening)
+    step = schedule_step(reg, "K01", at=evening + timedelta(hours=1), plan_number=1, command_id=uuid.uuid4())
+    assert step is not None and step[0].timing == "flash" and step[0].command_id == step[1].command_id
+    assert step[1].command == ModeChangeCommand(mode=ControlMode.FLASH) and step[1].provenance.rule == SCHEDULE_RULE
+    assert hold_refusal(reg.holds, step[1]) is None
+    reg.apply(event(step[0]))
+    night = schedule_step(reg, "K01", at=evening + timedelta(hours=7), plan_number=1, command_id=uuid.uuid4())
+    assert night is not None and night[0].timing == "NIGHT" and isinstance(night[1].command, TimingPlanCommand)
 
 
 @settings(max_examples=60, deadline=None)
