@@ -58,6 +58,7 @@ class ReplayReport:
     missing_inputs: int = 0
     vms_evaluations_checked: int = 0
     vms_commands_checked: int = 0
+    plan_steps_checked: int = 0
     differences: list[Difference] = field(default_factory=list)
 
     @property
@@ -139,6 +140,7 @@ def merge_reports(reports: Iterable[ReplayReport]) -> ReplayReport:
         merged.missing_inputs += part.missing_inputs
         merged.vms_evaluations_checked += part.vms_evaluations_checked
         merged.vms_commands_checked += part.vms_commands_checked
+        merged.plan_steps_checked += part.plan_steps_checked
         merged.differences += part.differences
     return merged
 

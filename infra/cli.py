@@ -146,11 +146,13 @@ def replay(data_dir: Path | None, database_url: str | None, from_text: str, to_t
     body = {"from": since.isoformat(), "to": until.isoformat(), "events": report.events,
             "summaries_checked": report.summaries_checked, "commands_checked": report.commands_checked,
             "vms_evaluations_checked": report.vms_evaluations_checked, "vms_commands_checked": report.vms_commands_checked,
+            "plan_steps_checked": report.plan_steps_checked,
             "differences": [d.__dict__ for d in report.differences], "seconds": round(elapsed_s, 3),
             "events_per_s": round(report.events / elapsed_s) if elapsed_s > 0 else None}
     lines = [f"replayed {report.events:,} events in {elapsed_s:.2f} s ({body['events_per_s'] or 0:,} events/s): "
              f"{report.summaries_checked:,} traffic summaries, {report.commands_checked:,} signal commands, "
-             f"{report.vms_evaluations_checked:,} VMS evaluations and {report.vms_commands_checked:,} VMS commands re-computed"]
+             f"{report.vms_evaluations_checked:,} VMS evaluations, {report.vms_commands_checked:,} VMS commands and "
+             f"{report.plan_steps_checked:,} plan workflow steps re-computed"]
     if report.differences:
         first = report.differences[0]
         lines.append(f"FIRST DIFFERENCE ({first.kind}) at {first.key} #{first.position}: {first.detail}")

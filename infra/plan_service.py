@@ -22,7 +22,9 @@ import psycopg
 from controllers.envelope import Envelope, decode_archived
 from controllers.payloads import OperatorActed, Payload, PlanHoldReleased, PlanReviewed, ReviewDecision
 from controllers.plan import Plan
+from controllers.plan_replay import PLANS_SOURCE, check_plan_workflow
 from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review, schedule_step
+from controllers.replay import ReplayReport
 from infra.publisher import EventPublisher
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,17 @@ WORKFLOW_TYPES = ("PlanProposed", "PlanReviewed", "PlanDeployed", "PlanHoldRelea
 #: How often (wall s) the held junctions' schedules are looked at; a schedule entry starts on the minute.
 SCHEDULE_CHECK_S = 1.0
 SOURCE_PREFIX = "web:"
-DEPLOY_SOURCE = "lalin:plans"
+DEPLOY_SOURCE = PLANS_SOURCE
 WEB_KEY = "web"
+
+
+def replay_plans(conn: psycopg.Connection[Any], until: datetime, plans: Mapping[str, Plan],
+                 plan_numbers: Mapping[str, int]) -> ReplayReport:
+    """The plan workflow's check of ``lalin replay`` (:mod:`controllers.plan_replay`) on the archive before ``until``."""
+    rows = conn.execute("""SELECT body FROM events WHERE event_time < %s
+                             AND (type = ANY(%s) OR (type = 'CommandIssued' AND source = %s))
+                           ORDER BY event_time, position""", (until, list(WORKFLOW_TYPES), DEPLOY_SOURCE)).fetchall()
+    return check_plan_workflow((decode_archived(body.encode()) for (body,) in rows), plans, plan_numbers)
 
 
 class PlanService:
@@ -59,8 +70,9 @@ class PlanService:
         return folded
 
     async def _publish(self, payload: Payload, *, key: str, source: str, event_id: uuid.UUID | None = None,
-                       causation_id: uuid.UUID | None = None) -> Envelope:
-        now = self.clock()
+                       causation_id: uuid.UUID | None = None, at: datetime | None = None) -> Envelope:
+        """Publish one step (event time ``at``: the instant it was computed for, default now) and fold it."""
+        now = at or self.clock()
         topic, event = self.publisher.build(payload, source=source, key=key, event_time=now, ingest_time=now,
                                             event_id=event_id or uuid.uuid4(), causation_id=causation_id)
         await (await self.publisher.send(topic, event))  # acknowledged by the broker before it counts
@@ -97,12 +109,13 @@ class PlanService:
 
     async def _deploy(self, proposal_id: uuid.UUID, hold: bool) -> Envelope:
         plan_id = self.registry.proposals[proposal_id].proposed.plan_id
-        payload, command = deployment(self.registry, proposal_id, at=self.clock(),
+        at = self.clock()  # one instant for the step and its events: a replay re-computes it at the event time
+        payload, command = deployment(self.registry, proposal_id, at=at,
                                       plan_number=self.plan_numbers.get(plan_id, 1), command_id=uuid.uuid4(), hold=hold)
-        deployed = await self._publish(payload, key=plan_id, source=DEPLOY_SOURCE)
+        deployed = await self._publish(payload, key=plan_id, source=DEPLOY_SOURCE, at=at)
         if command is not None:
             await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
-                                causation_id=deployed.event_id)
+                                causation_id=deployed.event_id, at=at)
         return deployed
 
     async def follow_schedules(self) -> list[Envelope]:
@@ -112,14 +125,15 @@ class PlanService:
         published = []
         async with self._lock:
             for plan_id in sorted(self.registry.holds):
-                step = schedule_step(self.registry, plan_id, at=self.clock(), plan_number=self.plan_numbers.get(plan_id, 1),
+                at = self.clock()
+                step = schedule_step(self.registry, plan_id, at=at, plan_number=self.plan_numbers.get(plan_id, 1),
                                      command_id=uuid.uuid4())
                 if step is None:
                     continue
                 scheduled, command = step
-                event = await self._publish(scheduled, key=plan_id, source=DEPLOY_SOURCE)
+                event = await self._publish(scheduled, key=plan_id, source=DEPLOY_SOURCE, at=at)
                 await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
-                                    causation_id=event.event_id)
+                                    causation_id=event.event_id, at=at)
                 log.info("junction %s (held on version %d): its schedule runs %s now", plan_id, scheduled.version,
                          scheduled.timing)
                 published.append(event)

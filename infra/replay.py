@@ -2,8 +2,9 @@
 
 The fold's state at ``--from`` depends on everything before it (windows, detector health), so
 the replay reads the archive from its beginning up to ``--to``; differences are reported for
-summaries and commands from ``--from`` on. See :mod:`controllers.replay` for the two checks, and
-:mod:`controllers.vms_replay` for the third: the automatic VMS's evaluations and commands.
+summaries and commands from ``--from`` on. See :mod:`controllers.replay` for the two checks,
+:mod:`controllers.vms_replay` for the third: the automatic VMS's evaluations and commands, and
+:mod:`controllers.plan_replay` for the fourth: the plan workflow's steps and the commands they caused.
 
 **In parallel, like the stream workers.** Intersections fold independently, so the fold check
 is split into ``jobs`` groups of intersections (balanced by detector count), each a forked
@@ -39,7 +40,10 @@ from controllers.replay import (
 )
 from controllers.strategy import AdaptiveSaturation
 from controllers.traffic_state import IntersectionLayout
+from devices.fleet import load_fleet
+from infra.plan_service import replay_plans
 from infra.vms_archive import replay_vms
+from infra.vms_catalogue import vms_network
 from streams.fold_task import FOLDED_TYPES
 from streams.topology import load_topology
 
@@ -169,6 +173,8 @@ def run_replay(database_url: str, since: datetime, until: datetime, *, progress:
     if decisions:
         with psycopg.connect(database_url) as conn:
             parts.append(replay_vms(conn, until)[0])
+            parts.append(replay_plans(conn, until, vms_network().plans,
+                                      {site.id: site.plan_number for site in load_fleet().controllers}))
     report = merge_reports(parts)
     # the jobs report in the order they finish: the first difference is the earliest (fold checks name their time)
     report.differences = sorted((d for d in report.differences if _at_or_after(d, since)),

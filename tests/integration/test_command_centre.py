@@ -61,7 +61,7 @@ def test_engineers_retime_a_junction_with_four_eyes_and_operators_see_the_incide
             returncode = up.wait(timeout=120)
     out = log.read_text()
     assert returncode == 0, out[-4000:]
-    the_archive_tells_every_step(database_url, command_id)
+    the_archive_tells_every_step(database_url, command_id, env)
 
 
 def login(browser: webdriver.Chrome, url: str, user: str, next_path: str = "/") -> None:
@@ -195,7 +195,7 @@ def adaptive_timings_are_refused_at_the_held_junction(database_url: str) -> None
     raise AssertionError("no adaptive timing was refused at the held junction within 90 s")
 
 
-def the_archive_tells_every_step(database_url: str, command_id: str) -> None:
+def the_archive_tells_every_step(database_url: str, command_id: str, env: dict[str, str]) -> None:
     with psycopg.connect(database_url) as conn:
         steps = conn.execute(
             """SELECT type, body::jsonb -> 'payload' FROM events WHERE type IN ('PlanProposed', 'PlanReviewed',
@@ -212,3 +212,11 @@ def the_archive_tells_every_step(database_url: str, command_id: str) -> None:
     denied = [p for t, p in steps if t == "OperatorActed" and p["action"] == "web.denied"]
     assert any(p["operator"] == "eng.ayu" and "second person" in p["reason"] for p in denied)
     assert outcome == [("acknowledged",)]
+    # the auditor's replay derives every workflow step again (the four-eyes rule, the deployment at its instant and
+    # its command) besides the fold, the decisions and the VMS
+    replay = subprocess.run([*LALIN, "replay", "--database-url", database_url, "--from", "2000-01-01T00:00:00+00:00",
+                             "--to", "2100-01-01T00:00:00+00:00", "--verify", "--json", "--jobs", "1"],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    body = json.loads(replay.stdout)
+    assert body["differences"] == [] and body["plan_steps_checked"] == 3, body

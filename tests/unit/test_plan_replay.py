@@ -1,0 +1,88 @@
+"""The plan workflow's replay (pure): every recorded step is derived again from the ones before it; an altered
+command, a review the rules refuse, or a schedule entry at the wrong time is named as the first difference."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from controllers.envelope import Envelope, make_event
+from controllers.payloads import CommandIssued, Payload, ReviewDecision, TimingPlanCommand
+from controllers.plan_replay import PLANS_SOURCE, check_plan_workflow
+from controllers.plan_workflow import PlanRegistry, deployment, propose, review, schedule_step
+from infra.plans import PLANS_DIR, load_plan
+
+K01 = load_plan(PLANS_DIR / "K01.yaml")
+DEPLOYED_AT = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 09:00 WITA: AM_PEAK until 09:30
+
+
+def recorded_workflow() -> list[Envelope]:
+    """Proposal, approval, deployment (held) and the 09:30 schedule entry, as the plan service records them."""
+    reg, log = PlanRegistry(plans={"K01": K01}), []
+
+    def record(payload: Payload, at: datetime, source: str = "web:eng1", event_id: uuid.UUID | None = None) -> Envelope:
+        envelope = make_event(payload, event_id=event_id or uuid.uuid4(), event_time=at, ingest_time=at, source=source,
+                              key="K01", seq=len(log) + 1)
+        reg.apply(envelope)
+        log.append(envelope)
+        return envelope
+
+    am = K01.timings["AM_PEAK"]
+    candidate = K01.model_copy(update={"timings": {**K01.timings, "AM_PEAK": am.model_copy(update={
+        "stage_greens_s": {**am.stage_greens_s, "S1": am.stage_greens_s["S1"] + 4, "S3": am.stage_greens_s["S3"] - 4}})}})
+    proposed = propose(reg, "K01", candidate, base_version=1, author="eng1", reason="AM peak", proposal_id=uuid.uuid4())
+    record(proposed, DEPLOYED_AT - timedelta(minutes=20))
+    approval = review(reg, proposed.proposal_id, reviewer="eng2", decision=ReviewDecision.APPROVED, reason="checked")
+    record(approval, DEPLOYED_AT, "web:eng2")
+    deployed, command = deployment(reg, proposed.proposal_id, at=DEPLOYED_AT, plan_number=1, command_id=uuid.uuid4(),
+                                   hold=True)
+    cause = record(deployed, DEPLOYED_AT, PLANS_SOURCE)
+    assert command is not None
+    record(command, DEPLOYED_AT, PLANS_SOURCE, command.command_id)
+    at = DEPLOYED_AT + timedelta(minutes=30, seconds=0.4)
+    step = schedule_step(reg, "K01", at=at, plan_number=1, command_id=uuid.uuid4())
+    assert step is not None and cause.event_id in step[1].provenance.input_event_ids
+    record(step[0], at, PLANS_SOURCE)
+    record(step[1], at, PLANS_SOURCE, step[1].command_id)
+    return log
+
+
+def replaced(envelope: Envelope, **changes: object) -> Envelope:
+    """The same event with its payload (or, for ``event_time``, its time) altered."""
+    if "event_time" in changes:
+        return msgspec.structs.replace(envelope, event_time=changes["event_time"])
+    return msgspec.structs.replace(envelope, payload=msgspec.structs.replace(envelope.payload, **changes))
+
+
+def test_a_recorded_workflow_is_reproduced_step_by_step() -> None:
+    report = check_plan_workflow(recorded_workflow(), {"K01": K01}, {"K01": 1})
+    assert report.differences == [] and report.plan_steps_checked == 4 and report.events == 6
+
+
+def test_a_deployments_command_altered_afterwards_is_the_first_difference() -> None:
+    log = recorded_workflow()
+    k = next(i for i, e in enumerate(log) if isinstance(e.payload, CommandIssued))
+    body = log[k].payload.command
+    assert isinstance(body, TimingPlanCommand)
+    log[k] = replaced(log[k], command=msgspec.structs.replace(body, stage_greens_s=[60, 10, 10]))
+    report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
+    assert [d.kind for d in report.differences] == ["plan"]
+    assert "PlanDeployed" in report.differences[0].detail and "[60,10,10]" in report.differences[0].recorded
+
+
+def test_a_self_approval_written_into_the_log_is_refused_by_the_rules() -> None:
+    log = recorded_workflow()
+    log[1] = replaced(log[1], reviewer="eng1")
+    report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
+    assert report.plan_steps_checked == 1 and "refuse it" in report.differences[0].detail
+    assert "second person" in report.differences[0].detail
+
+
+def test_a_schedule_entry_recorded_before_its_time_is_a_difference() -> None:
+    log = recorded_workflow()
+    k = next(i for i, e in enumerate(log) if e.type == "PlanTimingScheduled")
+    log[k] = replaced(log[k], event_time=DEPLOYED_AT + timedelta(minutes=10))  # 09:10: AM_PEAK still runs
+    report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
+    assert report.plan_steps_checked == 4 and report.differences[0].replayed == "null"
