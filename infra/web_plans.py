@@ -158,7 +158,8 @@ class PlanPages:
         rows = []
         for plan_id, plan in sorted(reg.plans.items()):
             hold = reg.holds.get(plan_id)
-            held = f"held on v{hold.version} by {escape(hold.operator)}" if hold else "adaptive / time of day"
+            held = (f"held on v{hold.version} by {escape(hold.operator)}, its schedule running {escape(hold.timing)}"
+                    if hold else "adaptive / time of day")
             opened = " ".join(f'<a href="/proposals/{p.proposed.proposal_id}">v{p.proposed.version} '
                               f'({p.status.value})</a>' for p in reg.pending(plan_id)) or "-"
             rows.append(f'<tr id="plan-{escape(plan_id)}"><td><a href="/plans/{escape(plan_id)}">{escape(plan_id)}</a></td>'

@@ -162,7 +162,7 @@ def second_engineer_approves(browser: webdriver.Chrome, url: str, proposal_url: 
         f"fetch('{proposal_url.replace('/proposals/', '/api/proposals/')}').then(r => r.text()).then(done)"))
     assert body["review"]["reviewer"] == "eng.made" and body["deployment"]["hold"] is True
     browser.get(url + "/plans")
-    assert "held on v2 by eng.made" in browser.find_element(By.ID, "plan-K03").text
+    assert "held on v2 by eng.made, its schedule running default" in browser.find_element(By.ID, "plan-K03").text
     return str(body["deployment"]["command_id"])
 
 
