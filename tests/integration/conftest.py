@@ -9,6 +9,8 @@ broker (it starts in well under a second), so topics and offsets never leak betw
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,18 +27,22 @@ from infra.settings import DatabaseSettings, KafkaSettings, LoopSettings, Runtim
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """URL of a database on the PostgreSQL server under test, for creating test databases."""
     external = os.environ.get("LALIN_DATABASE__URL")
     if external:
         yield external
         return
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="lalin_admin")
+    # Outside pytest's base temp: the server runs as another user, and each pytest session makes its base temp's
+    # parent private again (mode 0700), which would lock a concurrent session's server out of its cluster.
+    cluster = Path(tempfile.mkdtemp(prefix="lalin-test-pg-"))
+    server = EmbeddedPostgres(cluster / "data", database="lalin_admin")
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(cluster, ignore_errors=True)
 
 
 def _create_database(admin_url: str, name: str, template: str | None = None) -> str:
