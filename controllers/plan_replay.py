@@ -55,10 +55,9 @@ def check_plan_workflow(events: Iterable[Envelope], plans: Mapping[str, Plan],
     registry = PlanRegistry(plans=dict(plans))
     report = ReplayReport()
     for event in ordered:
-        if isinstance(event.payload, CommandIssued):
-            report.events += 1
-            continue
         report.events += 1
+        if isinstance(event.payload, CommandIssued):  # checked with the step that caused it
+            continue
         try:
             recorded, replayed = _step(registry, event, commands, plan_numbers)
         except (ProposalRefused, AccessDenied, KeyError) as err:
