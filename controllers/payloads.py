@@ -657,9 +657,12 @@ class PlanTimingScheduled(Payload, frozen=True, forbid_unknown_fields=True, gc=F
 
 
 class PlanHoldReleased(Payload, frozen=True, forbid_unknown_fields=True, gc=False):
-    """A person ended the hold on a deployed timing: the junction's adaptive control may command it again."""
+    """A person ended the hold on a deployed timing: the controller is handed back to its own time-of-day plan
+    by ``command_id`` (None in events recorded before it was sent), and the adaptive control may command it
+    again."""
 
     plan_id: Identifier
     version: PlanVersion
     operator: Identifier
     reason: Reason
+    command_id: uuid.UUID | None = None

@@ -5,9 +5,11 @@ same pure functions the plan service used (:mod:`controllers.plan_workflow`): ea
 pass the safety check and the proposal rules again and come out identical; each ``PlanReviewed`` must be
 allowed (four eyes, still pending, not stale); each ``PlanDeployed`` and each ``PlanTimingScheduled`` is
 re-computed at its event time, and so is the ``CommandIssued`` it caused (timing, provenance); each
-``PlanHoldReleased`` must find the hold. A step the rules refuse, or one that comes out different, is a
-difference (kind ``plan``); the people's choices themselves (who proposed what, approved or rejected, why)
-are inputs, not re-decided.
+``PlanHoldReleased`` must find the hold, and its command (back to the controller's own plan) is re-computed;
+a command of the workflow's source that no step caused is a difference too. The acknowledgements of the
+commands sent under a hold are folded as state (a timed-out schedule command is sent again). A step the
+rules refuse, or one that comes out different, is a difference (kind ``plan``); the people's choices
+themselves (who proposed what, approved or rejected, why) are inputs, not re-decided.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import msgspec
 from controllers.access import AccessDenied
 from controllers.envelope import Envelope
 from controllers.payloads import (
+    CommandAcknowledged,
     CommandIssued,
     PlanDeployed,
     PlanHoldReleased,
@@ -54,9 +57,13 @@ def check_plan_workflow(events: Iterable[Envelope], plans: Mapping[str, Plan],
                 if isinstance(e.payload, CommandIssued) and e.source == PLANS_SOURCE}
     registry = PlanRegistry(plans=dict(plans))
     report = ReplayReport()
+    caused: set[uuid.UUID | None] = set()
     for event in ordered:
         report.events += 1
         if isinstance(event.payload, CommandIssued):  # checked with the step that caused it
+            continue
+        if isinstance(event.payload, CommandAcknowledged):  # how a command under a hold ended: state, not a step
+            registry.apply(event)
             continue
         try:
             recorded, replayed = _step(registry, event, commands, plan_numbers)
@@ -73,6 +80,13 @@ def check_plan_workflow(events: Iterable[Envelope], plans: Mapping[str, Plan],
                                                  event.event_time))
             return report
         registry.apply(event)
+        caused.add(getattr(event.payload, "command_id", None))
+    stray = [e for e in ordered if isinstance(e.payload, CommandIssued) and e.source == PLANS_SOURCE
+             and e.payload.command_id not in caused]
+    if stray:
+        report.differences.append(Difference("plan", stray[0].key, stray[0].seq, canonical_json(stray[0].payload), "",
+                                             f"command {stray[0].event_id} of {PLANS_SOURCE} was caused by no step of "
+                                             f"the workflow ({len(stray)} such)", stray[0].event_time))
     return report
 
 
@@ -93,7 +107,11 @@ def _step(registry: PlanRegistry, event: Envelope, commands: Mapping[uuid.UUID, 
     if isinstance(p, PlanReviewed):
         return p, review(registry, p.proposal_id, reviewer=p.reviewer, decision=p.decision, reason=p.reason)
     if isinstance(p, PlanHoldReleased):
-        return p, release(registry, p.plan_id, operator=p.operator, reason=p.reason)
+        released, handback = release(registry, p.plan_id, operator=p.operator, reason=p.reason,
+                                     command_id=p.command_id or NO_COMMAND)
+        if p.command_id is None:  # recorded before a release sent a command
+            return p, msgspec.structs.replace(released, command_id=None)
+        return _Step(p, commands.get(p.command_id)), _Step(released, handback)
     if isinstance(p, PlanDeployed):
         deployed, command = deployment(registry, p.proposal_id, at=at, plan_number=plan_numbers.get(p.plan_id, 1),
                                        command_id=p.command_id or NO_COMMAND, hold=p.hold)

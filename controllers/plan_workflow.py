@@ -2,7 +2,8 @@
 engineer approve or reject it, deploy it, hold the junction on it, release the hold.
 
 State is a fold of the workflow's events (:class:`PlanRegistry.apply`): ``PlanProposed``, ``PlanReviewed``,
-``PlanDeployed``, ``PlanHoldReleased``, starting from the catalogued plans. Each step is a pure function of
+``PlanDeployed``, ``PlanTimingScheduled``, ``PlanHoldReleased`` (and the acknowledgements of the commands
+sent under a hold), starting from the catalogued plans. Each step is a pure function of
 (registry, request, clock and ids passed in) that returns the event to publish, or raises:
 
 * :func:`propose` — the safety check first (:func:`controllers.safety.validate_all`: conflicting greens,
@@ -17,8 +18,11 @@ State is a fold of the workflow's events (:class:`PlanRegistry.apply`): ``PlanPr
   now goes out as a ``timing_plan`` command whose provenance names the proposal and the approval (the input
   events), the rule ``plan.deploy``, the plan's checksum, the approver and the reason; the controller's driver
   and the controller check it again.
+* :func:`schedule_step` — a held junction runs its deployed version's schedule: each time-of-day entry goes
+  out as a command (rule ``plan.schedule``), sent again when the last one timed out.
 * :func:`hold_refusal` — while a junction is held on a deployed timing, a command from any other rule (the
-  adaptive strategy's) is refused by the executor with this reason, as an event; :func:`release` ends the hold.
+  adaptive strategy's) is refused by the executor with this reason, as an event; :func:`release` ends the hold
+  and hands the controller back to its own time-of-day plan (rule ``plan.release``).
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from controllers.access import check_second_person
 from controllers.envelope import Envelope
 from controllers.errors import LalinError
 from controllers.payloads import (
+    CommandAcknowledged,
     CommandIssued,
+    CommandOutcome,
     ControlMode,
     ModeChangeCommand,
     PlanDeployed,
@@ -55,9 +61,10 @@ from controllers.schedule import active_timing, resolve_timing
 
 DEPLOY_RULE = "plan.deploy"
 SCHEDULE_RULE = "plan.schedule"
+RELEASE_RULE = "plan.release"
 RULE_VERSION = "1"
-#: Rules whose timing commands a hold lets through (the deployment itself, and its schedule's later entries).
-HOLD_RULES = frozenset({DEPLOY_RULE, SCHEDULE_RULE})
+#: Rules whose commands a hold lets through (the deployment, its schedule's later entries, the release).
+HOLD_RULES = frozenset({DEPLOY_RULE, SCHEDULE_RULE, RELEASE_RULE})
 
 
 class ProposalRefused(LalinError):
@@ -104,8 +111,11 @@ class Hold:
     proposal_id: uuid.UUID
     operator: str
     since: datetime
-    timing: str = ""  # the schedule's timing the junction was last sent (or left on, for flash)
+    timing: str = ""  # the schedule's timing last sent ("": none yet, a deployment during flash sends nothing)
     deployed_event_id: uuid.UUID | None = None  # the PlanDeployed event the hold began with
+    command_id: uuid.UUID | None = None  # the last command sent under the hold (deployment or schedule entry)
+    outcome: CommandOutcome | None = None  # how that command ended, once its acknowledgement is folded
+    outcome_event_id: uuid.UUID | None = None  # that acknowledgement
 
 
 @dataclass
@@ -135,7 +145,13 @@ class PlanRegistry:
         elif isinstance(p, PlanTimingScheduled):
             hold = self.holds.get(p.plan_id)
             if hold is not None and hold.version == p.version:
-                self.holds[p.plan_id] = replace(hold, timing=p.timing)
+                self.holds[p.plan_id] = replace(hold, timing=p.timing, command_id=p.command_id, outcome=None,
+                                                outcome_event_id=None)
+        elif isinstance(p, CommandAcknowledged):
+            hold = self.holds.get(p.target)
+            if hold is None or hold.command_id != p.command_id:
+                return False
+            self.holds[p.target] = replace(hold, outcome=p.outcome, outcome_event_id=event.event_id)
         else:
             return False
         return True
@@ -149,7 +165,8 @@ class PlanRegistry:
                     and other.proposed.base_version != p.version):
                 other.status = ProposalStatus.SUPERSEDED
         if p.hold:
-            self.holds[p.plan_id] = Hold(p.version, p.proposal_id, p.operator, event.event_time, p.timing, event.event_id)
+            self.holds[p.plan_id] = Hold(p.version, p.proposal_id, p.operator, event.event_time,
+                                         p.timing if p.command_id is not None else "", event.event_id, p.command_id)
         else:
             self.holds.pop(p.plan_id, None)
 
@@ -283,26 +300,36 @@ def schedule_step(registry: PlanRegistry, plan_id: str, *, at: datetime, plan_nu
     if hold is None or plan is None or plan.version != hold.version:
         return None
     active = active_timing(plan, at)
-    if active.timing == hold.timing:
+    again = active.timing == hold.timing and hold.outcome == CommandOutcome.TIMED_OUT
+    if active.timing == hold.timing and not again:
         return None
     timing = resolve_timing(plan, active.timing)
     body: TimingPlanCommand | ModeChangeCommand = (timing_command(plan, timing, plan_number) if timing is not None
                                                    else ModeChangeCommand(mode=ControlMode.FLASH))
     why = (f"schedule of version {plan.version}: {active.timing} from {active.since_local:%Y-%m-%d %H:%M} local "
-           f"({active.day_plan or active.day})")
+           f"({active.day_plan or active.day})" + (f"; sent again: command {hold.command_id} timed out" if again else ""))
+    inputs = [i for i in (hold.deployed_event_id, hold.outcome_event_id if again else None) if i is not None]
     provenance = Provenance(rule=SCHEDULE_RULE, rule_version=RULE_VERSION, config_checksum=plan.checksum(),
-                            input_event_ids=[hold.deployed_event_id] if hold.deployed_event_id else [],
-                            operator=hold.operator, reason=why[:500])
+                            input_event_ids=inputs, operator=hold.operator, reason=why[:500])
     command = CommandIssued(command_id=command_id, target=plan_id, command=body, provenance=provenance)
     return PlanTimingScheduled(plan_id=plan_id, version=hold.version, timing=active.timing, command_id=command_id), command
 
 
-def release(registry: PlanRegistry, plan_id: str, *, operator: str, reason: str) -> PlanHoldReleased:
-    """The end of the hold on ``plan_id``; ProposalRefused when it is not held."""
+def release(registry: PlanRegistry, plan_id: str, *, operator: str, reason: str,
+            command_id: uuid.UUID) -> tuple[PlanHoldReleased, CommandIssued]:
+    """The end of the hold on ``plan_id`` and the command that hands the controller back to its own time-of-day
+    plan (out of a scheduled flash too), from which the adaptive strategy takes it again when its data allows;
+    ProposalRefused when the junction is not held."""
     hold = registry.holds.get(plan_id)
     if hold is None:
         raise ProposalRefused("release refused", [f"junction {plan_id} is not held"])
-    return PlanHoldReleased(plan_id=plan_id, version=hold.version, operator=operator, reason=reason)
+    provenance = Provenance(rule=RELEASE_RULE, rule_version=RULE_VERSION, config_checksum=registry.plans[plan_id].checksum(),
+                            input_event_ids=[hold.deployed_event_id] if hold.deployed_event_id else [],
+                            operator=operator, reason=reason)
+    command = CommandIssued(command_id=command_id, target=plan_id,
+                            command=ModeChangeCommand(mode=ControlMode.TIME_OF_DAY), provenance=provenance)
+    return PlanHoldReleased(plan_id=plan_id, version=hold.version, operator=operator, reason=reason,
+                            command_id=command_id), command
 
 
 def hold_refusal(holds: Mapping[str, Hold], command: CommandIssued) -> str | None:

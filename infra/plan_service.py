@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from controllers.envelope import Envelope, decode_archived
-from controllers.payloads import OperatorActed, Payload, PlanHoldReleased, PlanReviewed, ReviewDecision
+from controllers.payloads import OperatorActed, Payload, PlanReviewed, ReviewDecision
 from controllers.plan import Plan
 from controllers.plan_replay import PLANS_SOURCE, check_plan_workflow
 from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review, schedule_step
@@ -40,8 +40,11 @@ def replay_plans(conn: psycopg.Connection[Any], until: datetime, plans: Mapping[
                  plan_numbers: Mapping[str, int]) -> ReplayReport:
     """The plan workflow's check of ``lalin replay`` (:mod:`controllers.plan_replay`) on the archive before ``until``."""
     rows = conn.execute("""SELECT body FROM events WHERE event_time < %s
-                             AND (type = ANY(%s) OR (type = 'CommandIssued' AND source = %s))
-                           ORDER BY event_time, position""", (until, list(WORKFLOW_TYPES), DEPLOY_SOURCE)).fetchall()
+                             AND (type = ANY(%s) OR (type = 'CommandIssued' AND source = %s)
+                                  OR (type = 'CommandAcknowledged' AND body::jsonb -> 'payload' ->> 'command_id' IN (
+                                        SELECT event_id::text FROM events WHERE type = 'CommandIssued' AND source = %s)))
+                           ORDER BY event_time, position""",
+                        (until, list(WORKFLOW_TYPES), DEPLOY_SOURCE, DEPLOY_SOURCE)).fetchall()
     return check_plan_workflow((decode_archived(body.encode()) for (body,) in rows), plans, plan_numbers)
 
 
@@ -120,10 +123,12 @@ class PlanService:
 
     async def follow_schedules(self) -> list[Envelope]:
         """Each held junction runs its deployed version's schedule: where the timing the schedule runs now is not
-        the one last sent, publish ``PlanTimingScheduled`` and its command (provenance: the deployment).
-        Returns the ``PlanTimingScheduled`` events published."""
+        the one last sent, or the last command timed out (its acknowledgement read from the archive first),
+        publish ``PlanTimingScheduled`` and its command (provenance: the deployment, and the acknowledgement of
+        a command sent again). Returns the ``PlanTimingScheduled`` events published."""
         published = []
         async with self._lock:
+            await self._fold_outcomes()
             for plan_id in sorted(self.registry.holds):
                 at = self.clock()
                 step = schedule_step(self.registry, plan_id, at=at, plan_number=self.plan_numbers.get(plan_id, 1),
@@ -139,11 +144,31 @@ class PlanService:
                 published.append(event)
         return published
 
+    async def _fold_outcomes(self) -> None:
+        """Fold the archived acknowledgement of each hold's last command not known to have ended yet."""
+        waiting = {hold.command_id: plan_id for plan_id, hold in self.registry.holds.items()
+                   if hold.command_id is not None and hold.outcome is None}
+        if not waiting:
+            return
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+            cur = await conn.execute(
+                """SELECT body FROM events WHERE type = 'CommandAcknowledged' AND key = ANY(%s)
+                     AND body::jsonb -> 'payload' ->> 'command_id' = ANY(%s)""",
+                (sorted(set(waiting.values())), [str(c) for c in waiting]))
+            rows = await cur.fetchall()
+        for (body,) in rows:
+            self.registry.apply(decode_archived(body.encode()))
+
     async def release(self, plan_id: str, *, operator: str, reason: str) -> Envelope:
-        """End the hold on ``plan_id`` (ProposalRefused when it is not held)."""
+        """End the hold on ``plan_id`` and hand the controller back to its own time-of-day plan (ProposalRefused
+        when it is not held)."""
         async with self._lock:
-            payload: PlanHoldReleased = release(self.registry, plan_id, operator=operator, reason=reason)
-            return await self._publish(payload, key=plan_id, source=SOURCE_PREFIX + operator)
+            at = self.clock()
+            payload, command = release(self.registry, plan_id, operator=operator, reason=reason, command_id=uuid.uuid4())
+            released = await self._publish(payload, key=plan_id, source=SOURCE_PREFIX + operator, at=at)
+            await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
+                                causation_id=released.event_id, at=at)
+            return released
 
     async def outcome(self, command_id: uuid.UUID) -> dict[str, Any] | None:
         """What became of a deployment's command: the executor's record (outcome, detail) or None if unseen."""

@@ -66,11 +66,14 @@ def default_start_s(time_of_day_s: float, duration_s: float = DEFAULT_DURATION_S
 def measured_period(start_s: float, duration_s: float = DEFAULT_DURATION_S,
                     warmup_s: float = DEFAULT_WARMUP_S) -> tuple[float, float, float]:
     """(warm-up start, period start, period end), s after local midnight, for a period of ``duration_s`` seconds
-    from ``start_s`` after up to ``warmup_s`` seconds of warm-up; SimulationPeriodError outside the demand."""
+    from ``start_s`` (on a 5-minute mark) after up to ``warmup_s`` seconds of warm-up; SimulationPeriodError off a
+    mark or outside the demand."""
     earliest, latest = period_starts(duration_s)
     if duration_s <= 0 or warmup_s < 0:
         raise SimulationPeriodError(f"a what-if needs a positive duration and no negative warm-up "
                                     f"(got {duration_s} s and {warmup_s} s)")
+    if start_s % PERIOD_STEP_S:
+        raise SimulationPeriodError(f"the period must start on a {PERIOD_STEP_S // 60}-minute mark; got {hhmm(start_s)}")
     if not earliest <= start_s <= DEMAND_END_S - duration_s:
         raise SimulationPeriodError(f"the period must start between {hhmm(earliest)} and {hhmm(latest)} WITA (the "
                                     f"modelled morning, {duration_s / 60:g} min measured); got {hhmm(start_s)}")

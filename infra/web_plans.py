@@ -198,12 +198,13 @@ bounds) are loaded at the controller itself, not deployed from here.</p>{refused
 <textarea name="document" id="plan-text" spellcheck="false">{escape(text)}</textarea>
 <p><button type="button" id="check">Check safety</button> <button type="button" id="whatif">What-if</button>
 <button type="button" id="simulate">Simulate {DEFAULT_DURATION_S / 60:g} min of the corridor</button>
-<label>from <input type="time" name="period_start" id="period-start" step="{PERIOD_STEP_S}" min="{hhmm(earliest)}"
-max="{hhmm(latest)}" value="{hhmm(default_start_s(self._time_of_day_s()))}" required></label> WITA (after up
+<label>from <input type="time" name="period_start" id="period-start" form="period-form" step="{PERIOD_STEP_S}"
+min="{hhmm(earliest)}" max="{hhmm(latest)}" value="{hhmm(default_start_s(self._time_of_day_s()))}"></label> WITA (after up
 to {DEFAULT_WARMUP_S / 60:g} min of warm-up)</p>
 <div id="result"></div><div id="simulation"></div>
 <label>Reason for the change <input name="reason" id="reason" size="80" required minlength="3" value="{escape(reason)}">
 </label><button type="submit" id="submit">Submit for approval</button></form>
+<form id="period-form"></form>
 <script>
 async function ask(what) {{
   const data = new URLSearchParams(new FormData(document.getElementById("plan-form")));
@@ -225,6 +226,7 @@ async function ask(what) {{
 }}
 async function simulate() {{
   const data = new URLSearchParams(new FormData(document.getElementById("plan-form")));
+  data.set("period_start", document.getElementById("period-start").value);
   const out = document.getElementById("simulation");
   const started = await (await fetch("/plans/{escape(plan.id)}/simulate", {{method: "POST", body: data}})).json();
   if (!started.job) {{ out.textContent = "Refused: " + started.problems.join("; "); return; }}
@@ -473,7 +475,7 @@ def simulation_html(result: SimulationResult) -> str:
                        ("trips completed", "completed", 0, f"{result.change_pct['completed']:+.1f} %"),
                        ("mean delay (s/veh)", "mean_delay_s", 1, f"{result.change_pct['mean_delay_s']:+.1f} %"),
                        ("mean stops (per veh)", "mean_stops", 2, f"{result.change_pct['mean_stops']:+.1f} %"),
-                       ("vehicles still on the road", "running", 0, "")))
+                       ("vehicles on the road at the end (any departure)", "running", 0, "")))
     warm_up = (f"after a warm-up from {hhmm(result.begin_s)}" if result.begin_s < result.measured_from_s
                else "from an empty network (the modelled demand starts at 06:00)")
     return (f"<h2>Simulated corridor, trips departing {hhmm(result.measured_from_s)}-{hhmm(result.end_s)} WITA, "

@@ -59,15 +59,15 @@ def run_fixed_time(seed: int = 42, begin_s: float = DEMAND_BEGIN_S, end_s: float
     ``ProcessPoolExecutor``, or :func:`run_fixed_time_in_child`) beside an event loop or another world."""
     from devices.fleet import load_fleet
 
+    if measure_from_s is not None and not begin_s <= measure_from_s < end_s:
+        raise ConfigurationError(f"measurement from {measure_from_s} s is not within the run, {begin_s}-{end_s} s "
+                                 "after midnight")
     plans = {site.id: site.load_plan() for site in load_fleet().controllers}
     plans |= {cid: Plan.model_validate_json(text) for cid, text in (plan_documents or {}).items()}
     with SumoWorld(data_dir=data_dir, seed=seed, step_s=step_s, begin_s=begin_s, end_s=end_s,
                    lateral_resolution_m=lateral_resolution_m) as world:
         corridor = FixedTimeCorridor({cid: plans[cid] for cid in world.controllers()}, date, world.time_of_day_s)
         stalled: str | None = None
-        if measure_from_s is not None and not begin_s <= measure_from_s < end_s:
-            raise ConfigurationError(f"measurement from {measure_from_s} s is not within the run, {begin_s}-{end_s} s "
-                                     "after midnight")
         warming_up = measure_from_s is not None and measure_from_s > begin_s
         while world.time_s < end_s - 1e-9:
             if warming_up and measure_from_s is not None and world.time_s >= measure_from_s - 1e-9:

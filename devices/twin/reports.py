@@ -48,9 +48,11 @@ class CameraReading(msgspec.Struct, frozen=True):
 
 class TripMetrics(msgspec.Struct, frozen=True):
     """Trips so far: completed count, mean delay (SUMO time loss, s/veh), mean stops per vehicle (halts below
-    0.1 m/s), throughput (completed veh/h of simulated time since the begin, or the warm-up's end), the same for vehicles still
-    running, vehicles inserted and still waiting to enter, and SUMO teleports. Counts are real vehicles (a
-    SUMO motorcycle counts as two); a teleport counts SUMO vehicles."""
+    0.1 m/s), throughput (completed veh/h of simulated time since the begin, or the warm-up's end), the same for
+    vehicles still running, vehicles inserted and still waiting to enter, and SUMO teleports. Counts are real
+    vehicles (a SUMO motorcycle counts as two); a teleport counts SUMO vehicles. After a warm-up the completed
+    trips, inserted vehicles and teleports count only from its end; ``running``, its means and
+    ``waiting_to_insert`` are everything on the road or waiting, the warm-up's vehicles included."""
 
     time_s: float
     completed: int

@@ -110,7 +110,8 @@ class TripTracker:
     and the totals of completed trips, each SUMO vehicle weighted by the real vehicles it stands for.
 
     :meth:`begin_measure` ends a warm-up: the totals start again and the vehicles in the network then (or
-    waiting to enter) are left out of them, so a measured period counts only trips that departed in it."""
+    waiting to enter) are left out of them, so a measured period's completed trips are those that departed in
+    it (the running figures still cover every vehicle on the road)."""
 
     VARIABLES = (tc.VAR_SPEED, tc.VAR_TIMELOSS)
 

@@ -2,12 +2,14 @@
 controller simulator (Modbus TCP) and driver, the command executor with the hold check, and the plan service.
 Two engineers deploy a retimed AM peak for K01 held shortly before its schedule's 09:30 entry (OFF_PEAK); at
 09:30 the service publishes ``PlanTimingScheduled`` and the OFF_PEAK timing with provenance back to the
-deployment, the hold lets it through, and the controller reports it; an adaptive timing is still refused."""
+deployment, the hold lets it through, and the controller reports it; an adaptive timing published like the
+decision loop's ends rejected at the executor; the release hands the controller back to its own plan."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -30,7 +32,7 @@ from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 SPEED = 20.0  # simulated (and controller) seconds per wall second
-START = datetime(2026, 11, 24, 1, 29, 0, tzinfo=UTC)  # Tuesday 09:29:00 WITA: K01's schedule runs AM_PEAK until 09:30
+START = datetime(2026, 11, 24, 1, 28, 0, tzinfo=UTC)  # Tuesday 09:28:00 WITA: K01's schedule runs AM_PEAK until 09:30
 SITE = load_fleet().site("K01")
 PLAN = SITE.load_plan()
 
@@ -41,7 +43,7 @@ def test_a_held_junction_runs_its_deployed_schedule_and_the_controller_applies_e
 
     async def scenario() -> None:
         producer, _ = await start_producer(settings.kafka, bootstrap)
-        clocks = [SimClock.starting(START, SPEED)]  # started again at 09:29:00 once everything runs
+        clocks = [SimClock.starting(START, SPEED)]  # started again at 09:28:00 once everything runs
 
         def clock() -> datetime:
             return clocks[0]()
@@ -94,18 +96,37 @@ def test_a_held_junction_runs_its_deployed_schedule_and_the_controller_applies_e
                     g / 10 for g in status.greens_ds[:status.n_stages]] == [off.stage_greens_s[s] for s in PLAN.sequence]
 
             await wait_until(controller_runs_off_peak, 2 * am.cycle_s / SPEED + 20, "K01 reporting OFF_PEAK")
+            # the adaptive strategy's timing, published like the decision loop's, ends rejected at the executor
             adaptive = CommandIssued(command_id=uuid.uuid4(), target="K01", command=TimingPlanCommand(
                 plan_id=SITE.plan_number, cycle_s=off.cycle_s, offset_s=0, stage_greens_s=[40, 20, 20]),
                 provenance=Provenance(rule="adaptive_saturation", rule_version="3", config_checksum="0" * 64))
-            assert "held: junction K01 runs plan version 2" in (hold_refusal(plans.registry.holds, adaptive) or "")
+            topic, event = publisher.build(adaptive, source="lalin:decide", key="K01", event_time=clock(),
+                                           ingest_time=clock(), event_id=adaptive.command_id)
+            await (await publisher.send(topic, event))
+
+            def ended(command_id: uuid.UUID, outcome: str) -> Callable[[], Awaitable[bool]]:
+                async def check() -> bool:
+                    record = await plans.outcome(command_id)
+                    return record is not None and record["outcome"] == outcome
+                return check
+
+            await wait_until(ended(adaptive.command_id, "rejected"), 20, "the adaptive timing refused at the held K01")
+            refusal = await plans.outcome(adaptive.command_id)
+            assert refusal is not None and "held: junction K01 runs plan version 2" in refusal["detail"]
             # both commands ended acknowledged in the executor's record: the deployment's and the schedule's
             deployment_command = deployed.payload.command_id  # type: ignore[attr-defined]
             for command_id in (deployment_command, scheduled[0].command_id):
-                async def acknowledged(command_id: uuid.UUID = command_id) -> bool:
-                    outcome = await plans.outcome(command_id)
-                    return outcome is not None and outcome["outcome"] == "acknowledged"
+                await wait_until(ended(command_id, "acknowledged"), 20, f"command {command_id} acknowledged")
+            # the release hands the controller back to its own time-of-day plan
+            released = await plans.release("K01", operator="op.wayan", reason="AM peak over")
+            handback = released.payload.command_id  # type: ignore[attr-defined]
+            await wait_until(ended(handback, "acknowledged"), 20, "the release's hand-back acknowledged")
+            assert "K01" not in plans.registry.holds
 
-                await wait_until(acknowledged, 20, f"command {command_id} recorded acknowledged by the executor")
+            async def local_plan() -> bool:
+                return driver.status is not None and driver.status.control_mode == "local_tod"
+
+            await wait_until(local_plan, 10, "K01 on its own time-of-day plan")
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

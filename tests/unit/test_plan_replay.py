@@ -9,9 +9,16 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from controllers.envelope import Envelope, make_event
-from controllers.payloads import CommandIssued, Payload, ReviewDecision, TimingPlanCommand
+from controllers.payloads import (
+    CommandAcknowledged,
+    CommandIssued,
+    CommandOutcome,
+    Payload,
+    ReviewDecision,
+    TimingPlanCommand,
+)
 from controllers.plan_replay import PLANS_SOURCE, check_plan_workflow
-from controllers.plan_workflow import PlanRegistry, deployment, propose, review, schedule_step
+from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review, schedule_step
 from infra.plans import PLANS_DIR, load_plan
 
 K01 = load_plan(PLANS_DIR / "K01.yaml")
@@ -46,6 +53,17 @@ def recorded_workflow() -> list[Envelope]:
     assert step is not None and cause.event_id in step[1].provenance.input_event_ids
     record(step[0], at, PLANS_SOURCE)
     record(step[1], at, PLANS_SOURCE, step[1].command_id)
+    # the controller did not confirm it in time: the entry goes out again, then the hold is released
+    record(CommandAcknowledged(command_id=step[1].command_id, target="K01", outcome=CommandOutcome.TIMED_OUT,
+                               detail="no read-back"), at + timedelta(minutes=4), "modbus:K01")
+    again_at = at + timedelta(minutes=4, seconds=1)
+    again = schedule_step(reg, "K01", at=again_at, plan_number=1, command_id=uuid.uuid4())
+    assert again is not None and again[0].timing == "OFF_PEAK"
+    record(again[0], again_at, PLANS_SOURCE)
+    record(again[1], again_at, PLANS_SOURCE, again[1].command_id)
+    released, handback = release(reg, "K01", operator="op1", reason="back to adaptive", command_id=uuid.uuid4())
+    record(released, again_at + timedelta(hours=1), "web:op1")
+    record(handback, again_at + timedelta(hours=1), PLANS_SOURCE, handback.command_id)
     return log
 
 
@@ -58,7 +76,7 @@ def replaced(envelope: Envelope, **changes: object) -> Envelope:
 
 def test_a_recorded_workflow_is_reproduced_step_by_step() -> None:
     report = check_plan_workflow(recorded_workflow(), {"K01": K01}, {"K01": 1})
-    assert report.differences == [] and report.plan_steps_checked == 4 and report.events == 6
+    assert report.differences == [] and report.plan_steps_checked == 6 and report.events == 11
 
 
 def test_a_deployments_command_altered_afterwards_is_the_first_difference() -> None:
@@ -86,3 +104,18 @@ def test_a_schedule_entry_recorded_before_its_time_is_a_difference() -> None:
     log[k] = replaced(log[k], event_time=DEPLOYED_AT + timedelta(minutes=10))  # 09:10: AM_PEAK still runs
     report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
     assert report.plan_steps_checked == 4 and report.differences[0].replayed == "null"
+
+
+def test_a_command_no_step_caused_is_a_difference() -> None:
+    log = recorded_workflow()
+    k = next(i for i, e in enumerate(log) if e.type == "CommandIssued" and e.payload.provenance.rule == "plan.schedule")
+    extra = msgspec.structs.replace(log[k].payload, command_id=uuid.uuid4())
+    log.insert(k + 1, msgspec.structs.replace(log[k], event_id=extra.command_id, payload=extra))
+    report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
+    assert report.plan_steps_checked == 6 and "caused by no step" in report.differences[0].detail
+
+
+def test_a_schedule_command_sent_again_without_a_timeout_on_record_is_a_difference() -> None:
+    log = [e for e in recorded_workflow() if e.type != "CommandAcknowledged"]
+    report = check_plan_workflow(log, {"K01": K01}, {"K01": 1})
+    assert report.plan_steps_checked == 5 and report.differences[0].replayed == "null"

@@ -32,7 +32,12 @@ def test_a_warm_up_is_cut_at_the_demands_start() -> None:
     assert measured_period(7.25 * H) == (7.25 * H - 600, 7.25 * H, 7.25 * H + 1200)
 
 
-@pytest.mark.parametrize("start_s", [5 * H + 3540, 8 * H + 41 * 60, 12 * H])
+def test_a_period_off_a_5_minute_mark_is_refused() -> None:
+    with pytest.raises(SimulationPeriodError, match="5-minute mark; got 07:13"):
+        measured_period(7 * H + 13 * 60)
+
+
+@pytest.mark.parametrize("start_s", [5 * H + 3300, 8 * H + 45 * 60, 12 * H])
 def test_a_period_outside_the_modelled_morning_is_refused_naming_the_bounds(start_s: float) -> None:
     with pytest.raises(SimulationPeriodError, match="between 06:00 and 08:40 WITA"):
         measured_period(start_s)

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from controllers.access import PERMISSIONS, ROLES, AccessDenied, AccessPolicy
 from controllers.envelope import Envelope, make_event
 from controllers.payloads import (
+    CommandAcknowledged,
     CommandIssued,
+    CommandOutcome,
     ControlMode,
     ModeChangeCommand,
     PlanProposed,
@@ -171,10 +173,14 @@ def test_a_hold_refuses_other_rules_timings_until_released() -> None:
     fallback = CommandIssued(command_id=uuid.uuid4(), target="K03", command=ModeChangeCommand(mode=ControlMode.TIME_OF_DAY),
                              provenance=Provenance(rule="time_of_day_fallback", rule_version="3", config_checksum="0" * 64))
     assert "time_of_day_fallback change to time_of_day not sent" in (hold_refusal(reg.holds, fallback) or "")
-    reg.apply(event(release(reg, "K03", operator="op1", reason="peak over")))
+    released, handback = release(reg, "K03", operator="op1", reason="peak over", command_id=uuid.uuid4())
+    assert released.command_id == handback.command_id and hold_refusal(reg.holds, handback) is None
+    assert handback.command == ModeChangeCommand(mode=ControlMode.TIME_OF_DAY)  # back to the controller's own plan
+    assert handback.provenance.rule == "plan.release" and handback.provenance.operator == "op1"
+    reg.apply(event(released))
     assert hold_refusal(reg.holds, adaptive_timing()) is None
     with pytest.raises(ProposalRefused, match="not held"):
-        release(reg, "K03", operator="op1", reason="again")
+        release(reg, "K03", operator="op1", reason="again", command_id=uuid.uuid4())
 
 
 def k01_held_on_version_2(at: datetime) -> tuple[PlanRegistry, Envelope]:
@@ -216,7 +222,7 @@ def test_a_held_junction_follows_its_deployed_schedule_with_provenance() -> None
     assert schedule_step(reg, "K01", at=at + timedelta(hours=6), plan_number=1, command_id=uuid.uuid4()) is None
     pm = schedule_step(reg, "K01", at=at + timedelta(hours=6, minutes=30), plan_number=1, command_id=uuid.uuid4())
     assert pm is not None and pm[0].timing == "PM_PEAK"
-    reg.apply(event(release(reg, "K01", operator="op1", reason="back to adaptive")))
+    reg.apply(event(release(reg, "K01", operator="op1", reason="back to adaptive", command_id=uuid.uuid4())[0]))
     assert schedule_step(reg, "K01", at=at + timedelta(hours=7), plan_number=1, command_id=uuid.uuid4()) is None
 
 
@@ -280,3 +286,42 @@ def test_every_role_and_permission_is_declared_and_separation_of_duties_holds() 
         policy.require("op1", "operator", "plan.propose")
     with pytest.raises(ValueError, match="roles without permissions"):
         AccessPolicy.model_validate({"roles": {"viewer": ["view"]}})
+
+
+def acknowledgement(command_id: uuid.UUID, outcome: CommandOutcome) -> Envelope:
+    ack = CommandAcknowledged(command_id=command_id, target="K01", outcome=outcome, detail="")
+    return make_event(ack, event_id=uuid.uuid4(), event_time=AT, ingest_time=AT, source="modbus:K01", key="K01", seq=9)
+
+
+def test_a_schedule_command_that_timed_out_is_sent_again_citing_its_acknowledgement() -> None:
+    deployed_at = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # Tuesday 09:00 WITA: AM_PEAK
+    reg, deployed = k01_held_on_version_2(deployed_at)
+    at = deployed_at + timedelta(minutes=30)
+    step = schedule_step(reg, "K01", at=at, plan_number=1, command_id=uuid.uuid4())
+    assert step is not None
+    reg.apply(event(step[0]))
+    later = at + timedelta(minutes=5)
+    assert schedule_step(reg, "K01", at=later, plan_number=1, command_id=uuid.uuid4()) is None  # no outcome yet
+    assert reg.apply(acknowledgement(uuid.uuid4(), CommandOutcome.TIMED_OUT)) is False  # another command's: ignored
+    timed_out = acknowledgement(step[1].command_id, CommandOutcome.TIMED_OUT)
+    reg.apply(timed_out)
+    again = schedule_step(reg, "K01", at=later, plan_number=1, command_id=uuid.uuid4())
+    assert again is not None and again[0].timing == "OFF_PEAK" and again[1].command == step[1].command
+    assert again[1].provenance.input_event_ids == [deployed.event_id, timed_out.event_id]
+    assert "sent again" in again[1].provenance.reason
+    reg.apply(event(again[0]))
+    reg.apply(acknowledgement(again[1].command_id, CommandOutcome.ACKNOWLEDGED))
+    assert schedule_step(reg, "K01", at=later, plan_number=1, command_id=uuid.uuid4()) is None
+    rejected = schedule_step(reg, "K01", at=at + timedelta(hours=6, minutes=30), plan_number=1, command_id=uuid.uuid4())
+    assert rejected is not None
+    reg.apply(event(rejected[0]))
+    reg.apply(acknowledgement(rejected[1].command_id, CommandOutcome.REJECTED))  # the controller refused: not again
+    assert schedule_step(reg, "K01", at=at + timedelta(hours=6, minutes=31), plan_number=1, command_id=uuid.uuid4()) is None
+
+
+def test_a_held_deployment_during_a_flash_entry_sends_the_flash_at_the_next_look() -> None:
+    parade = datetime(2027, 3, 8, 9, 30, tzinfo=UTC)  # 17:30 WITA on the ogoh-ogoh day: flash
+    reg, _ = k01_held_on_version_2(parade)
+    assert reg.holds["K01"].timing == ""  # the deployment sent nothing
+    step = schedule_step(reg, "K01", at=parade, plan_number=1, command_id=uuid.uuid4())
+    assert step is not None and step[0].timing == "flash" and step[1].command == ModeChangeCommand(mode=ControlMode.FLASH)
