@@ -11,7 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -58,10 +63,13 @@ def dashboard_url(data_dir: Path, timeout_s: float = 120.0) -> str:
 
 def wait_until(driver: webdriver.Chrome, timeout_s: float, condition: Callable[[webdriver.Chrome], object], what: str,
                poll_s: float = 0.5) -> object:
-    """Wait up to ``timeout_s`` seconds for ``condition`` (a WebDriverWait condition); on a timeout, fail naming
+    """Wait up to ``timeout_s`` seconds for ``condition`` (a WebDriverWait condition; an element missing or gone
+    stale while a page loads counts as not yet); on a timeout, fail naming
     ``what`` was awaited, with the page's address and text and a screenshot ``test-artifacts/timeout-<what>.png``."""
     try:
-        return WebDriverWait(driver, timeout_s, poll_frequency=poll_s).until(condition)
+        # a click that loads another page can leave the condition holding an element of the old one: look again
+        return WebDriverWait(driver, timeout_s, poll_frequency=poll_s,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
     except TimeoutException:
         shot = screenshot(driver, "timeout-" + "".join(c if c.isalnum() else "-" for c in what)[:60])
         try:
