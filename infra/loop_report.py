@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from devices.twin.reports import TripMetrics
+from infra.simclock import hhmm
 
 
 class _Commands(Protocol):
     received: int
     expired: int
     outcomes: dict[str, int]
-
-
-def _hhmm(seconds: float) -> str:
-    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 
 
 def comparison(live: TripMetrics, fixed: TripMetrics, commands: _Commands | None, begin_s: float,
@@ -24,7 +21,7 @@ def comparison(live: TripMetrics, fixed: TripMetrics, commands: _Commands | None
         return round(100.0 * (a - b) / b, 1) if b else None
 
     return {
-        "window": {"begin": _hhmm(begin_s), "end": _hhmm(end_s), "simulated_s": round(end_s - begin_s, 1)},
+        "window": {"begin": hhmm(begin_s), "end": hhmm(end_s), "simulated_s": round(end_s - begin_s, 1)},
         "closed_loop": {"trips": live.completed, "mean_delay_s": round(live.mean_delay_s, 2),
                         "mean_stops": round(live.mean_stops, 3), "throughput_veh_h": round(live.throughput_veh_h, 1),
                         "still_running": live.running, "teleports": live.teleports},

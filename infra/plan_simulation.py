@@ -23,6 +23,7 @@ from controllers.plan import Plan
 from devices.twin.process import run_fixed_time_in_child
 from devices.twin.reports import TripMetrics
 from devices.twin.sumo_files import DEMAND_BEGIN_S, DEMAND_END_S
+from infra.simclock import hhmm
 
 DEFAULT_DURATION_S = 1200.0  # 20 simulated minutes measured
 DEFAULT_WARMUP_S = 600.0  # 10 simulated minutes before them
@@ -78,11 +79,6 @@ def measured_period(start_s: float, duration_s: float = DEFAULT_DURATION_S,
         raise SimulationPeriodError(f"the period must start between {hhmm(earliest)} and {hhmm(latest)} WITA (the "
                                     f"modelled morning, {duration_s / 60:g} min measured); got {hhmm(start_s)}")
     return max(DEMAND_BEGIN_S, start_s - warmup_s), start_s, start_s + duration_s
-
-
-def hhmm(seconds_of_day: float) -> str:
-    """``HH:MM`` of a time in seconds after local midnight."""
-    return f"{int(seconds_of_day // 3600):02d}:{int(seconds_of_day % 3600 // 60):02d}"
 
 
 def _change(before: float, after: float) -> float:

@@ -50,7 +50,7 @@ from infra.plan_service import SCHEDULE_CHECK_S, PlanService
 from infra.publisher import EventPublisher
 from infra.runfile import RunFile
 from infra.settings import Settings
-from infra.simclock import WITA, SimClock, morning_start
+from infra.simclock import WITA, SimClock, hhmm, morning_start
 from infra.stream_process import WorkerProcesses, worker_env
 from infra.topics import TopicCatalogue, load_catalogue
 from infra.twin_loop import TwinLoop, seconds_after_local_midnight
@@ -61,8 +61,6 @@ from infra.web import Dashboard, LiveView
 log = logging.getLogger(__name__)
 
 
-def _hhmm(seconds: float) -> str:
-    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 RUNTIME_SOURCE = "lalin:runtime"
 BROKER_KEY = "broker"
 CHECKPOINT_INTERVAL_S = 60.0
@@ -528,7 +526,7 @@ class Runtime:
         from devices.twin.process import run_fixed_time_in_child
 
         end_s = live.time_s
-        self.say(f"baseline: the same demand {_hhmm(begin_s)}-{_hhmm(end_s)} WITA under the fixed time-of-day plans ...")
+        self.say(f"baseline: the same demand {hhmm(begin_s)}-{hhmm(end_s)} WITA under the fixed time-of-day plans ...")
         date = (self.simclock.start if self.simclock else self.clock()).astimezone(WITA).date()
         incident = self.twin.incident if self.twin is not None and self.twin.stalled is not None else None
         fixed = await run_fixed_time_in_child(seed=self.settings.loop.seed, begin_s=begin_s, end_s=end_s, date=date,

@@ -58,6 +58,11 @@ class SimClock:
         return cls(start, time.time(), speed)
 
 
+def hhmm(seconds_of_day: float) -> str:
+    """``HH:MM`` of a time in seconds after local midnight."""
+    return f"{int(seconds_of_day // 3600):02d}:{int(seconds_of_day % 3600 // 60):02d}"
+
+
 def morning_start(today: dt.date, at: dt.time = dt.time(6, 0)) -> dt.datetime:
     """06:00 WITA of ``today``, or of the next weekday when ``today`` is a weekend (the AM-peak demand of the twin)."""
     day = today

@@ -42,12 +42,11 @@ from infra.plan_simulation import (
     SimulationPeriodError,
     SimulationResult,
     default_start_s,
-    hhmm,
     measured_period,
     period_starts,
     simulate,
 )
-from infra.simclock import WITA
+from infra.simclock import WITA, hhmm
 from infra.web_auth import current_user, form_text, page
 from infra.yaml_data import parse_yaml
 
