@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from controllers.envelope import Envelope, decode_archived
-from controllers.payloads import OperatorActed, Payload, PlanReviewed, ReviewDecision
+from controllers.payloads import CommandIssued, OperatorActed, Payload, PlanReviewed, ReviewDecision
 from controllers.plan import Plan
 from controllers.plan_replay import PLANS_SOURCE, check_plan_workflow
 from controllers.plan_workflow import PlanRegistry, deployment, propose, release, review, schedule_step
@@ -32,7 +32,6 @@ WORKFLOW_TYPES = ("PlanProposed", "PlanReviewed", "PlanDeployed", "PlanHoldRelea
 #: How often (wall s) the held junctions' schedules are looked at; a schedule entry starts on the minute.
 SCHEDULE_CHECK_S = 1.0
 SOURCE_PREFIX = "web:"
-DEPLOY_SOURCE = PLANS_SOURCE
 WEB_KEY = "web"
 
 
@@ -44,7 +43,7 @@ def replay_plans(conn: psycopg.Connection[Any], until: datetime, plans: Mapping[
                                   OR (type = 'CommandAcknowledged' AND body::jsonb -> 'payload' ->> 'command_id' IN (
                                         SELECT event_id::text FROM events WHERE type = 'CommandIssued' AND source = %s)))
                            ORDER BY event_time, position""",
-                        (until, list(WORKFLOW_TYPES), DEPLOY_SOURCE, DEPLOY_SOURCE)).fetchall()
+                        (until, list(WORKFLOW_TYPES), PLANS_SOURCE, PLANS_SOURCE)).fetchall()
     return check_plan_workflow((decode_archived(body.encode()) for (body,) in rows), plans, plan_numbers)
 
 
@@ -63,7 +62,7 @@ class PlanService:
         """Fold the workflow's archived events (and continue the web sources' numbering); returns the events folded."""
         async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
             await self.publisher.resume_from_archive(conn, SOURCE_PREFIX + "%")
-            await self.publisher.resume_from_archive(conn, DEPLOY_SOURCE)
+            await self.publisher.resume_from_archive(conn, PLANS_SOURCE)
             cur = await conn.execute("SELECT body FROM events WHERE type = ANY(%s) ORDER BY event_time, position",
                                      (list(WORKFLOW_TYPES),))
             rows = await cur.fetchall()
@@ -110,16 +109,22 @@ class PlanService:
         async with self._lock:
             return await self._deploy(proposal_id, hold)
 
+    async def _publish_step(self, payload: Payload, command: CommandIssued | None, *, key: str, source: str,
+                            at: datetime) -> Envelope:
+        """Publish a workflow step computed for instant ``at`` and then the command it caused (source
+        ``lalin:plans``, its event id the command id, caused by the step's event); returns the step's event."""
+        event = await self._publish(payload, key=key, source=source, at=at)
+        if command is not None:
+            await self._publish(command, key=key, source=PLANS_SOURCE, event_id=command.command_id,
+                                causation_id=event.event_id, at=at)
+        return event
+
     async def _deploy(self, proposal_id: uuid.UUID, hold: bool) -> Envelope:
         plan_id = self.registry.proposals[proposal_id].proposed.plan_id
         at = self.clock()  # one instant for the step and its events: a replay re-computes it at the event time
         payload, command = deployment(self.registry, proposal_id, at=at,
                                       plan_number=self.plan_numbers.get(plan_id, 1), command_id=uuid.uuid4(), hold=hold)
-        deployed = await self._publish(payload, key=plan_id, source=DEPLOY_SOURCE, at=at)
-        if command is not None:
-            await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
-                                causation_id=deployed.event_id, at=at)
-        return deployed
+        return await self._publish_step(payload, command, key=plan_id, source=PLANS_SOURCE, at=at)
 
     async def follow_schedules(self) -> list[Envelope]:
         """Each held junction runs its deployed version's schedule: where the timing the schedule runs now is not
@@ -136,9 +141,7 @@ class PlanService:
                 if step is None:
                     continue
                 scheduled, command = step
-                event = await self._publish(scheduled, key=plan_id, source=DEPLOY_SOURCE, at=at)
-                await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
-                                    causation_id=event.event_id, at=at)
+                event = await self._publish_step(scheduled, command, key=plan_id, source=PLANS_SOURCE, at=at)
                 log.info("junction %s (held on version %d): its schedule runs %s now", plan_id, scheduled.version,
                          scheduled.timing)
                 published.append(event)
@@ -165,10 +168,7 @@ class PlanService:
         async with self._lock:
             at = self.clock()
             payload, command = release(self.registry, plan_id, operator=operator, reason=reason, command_id=uuid.uuid4())
-            released = await self._publish(payload, key=plan_id, source=SOURCE_PREFIX + operator, at=at)
-            await self._publish(command, key=plan_id, source=DEPLOY_SOURCE, event_id=command.command_id,
-                                causation_id=released.event_id, at=at)
-            return released
+            return await self._publish_step(payload, command, key=plan_id, source=SOURCE_PREFIX + operator, at=at)
 
     async def outcome(self, command_id: uuid.UUID) -> dict[str, Any] | None:
         """What became of a deployment's command: the executor's record (outcome, detail) or None if unseen."""
