@@ -36,9 +36,10 @@ from typing import Any
 
 import psycopg
 
-from controllers.archive_plan import Limits, RawRecord
+from controllers.archive_plan import RawRecord
 from controllers.decisions import CorridorMember
 from controllers.envelope import decode_archived, encode_event, make_event
+from controllers.inbound import Limits
 from controllers.payloads import (
     CommandIssued,
     ControlMode,

@@ -18,18 +18,10 @@ from datetime import datetime
 
 import msgspec
 
-from controllers.envelope import (
-    DEFAULT_MAX_EVENT_BYTES,
-    DEFAULT_MAX_FUTURE_S,
-    Decoded,
-    Envelope,
-    decode_event,
-    encode_event,
-    make_event,
-    stream_id,
-)
+from controllers.envelope import Decoded, Envelope, encode_event, make_event, stream_id
 from controllers.errors import InvalidEvent
 from controllers.hashchain import link
+from controllers.inbound import DEFAULT_LIMITS, Limits, decode_record
 from controllers.payloads import SequenceAnomalyDetected, SequenceAnomalyKind
 from controllers.sequence import Gap, SequenceCheck, check_sequence
 
@@ -94,13 +86,6 @@ class BatchPlan(msgspec.Struct, frozen=True):
     next_offsets: dict[tuple[str, int], int]
 
 
-class Limits(msgspec.Struct, frozen=True):
-    """Validation limits: record size (bytes) and how far times may lead the clock (seconds)."""
-
-    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    max_future_s: float = DEFAULT_MAX_FUTURE_S
-
-
 class Classified(msgspec.Struct, frozen=True, gc=False):
     """A raw record with its decoding, or the reason (code and message) it could not be decoded.
 
@@ -114,15 +99,13 @@ class Classified(msgspec.Struct, frozen=True, gc=False):
     detail: str = ""
 
 
-DEFAULT_LIMITS = Limits()
-
-
 def classify(records: Iterable[RawRecord], now: datetime, limits: Limits = DEFAULT_LIMITS) -> list[Classified]:
-    """Decode and validate every record at wall time ``now``; invalid ones keep their error."""
+    """Decode and validate every record at wall time ``now`` (:func:`~controllers.inbound.decode_record`:
+    its value, topic and key); invalid ones keep their error."""
     out: list[Classified] = []
     for record in records:
         try:
-            decoded = decode_event(record.value, now, max_bytes=limits.max_event_bytes, max_future_s=limits.max_future_s)
+            decoded = decode_record(record.topic, record.key, record.value, now, limits)
         except InvalidEvent as err:
             out.append(Classified(record, reason=err.reason, detail=err.message))
             continue

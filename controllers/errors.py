@@ -7,8 +7,12 @@
     │   ├── MalformedEvent      bytes that are not a JSON object
     │   ├── OversizedEvent      more bytes than the configured cap
     │   ├── UnknownEventType    a type name or schema version lalin does not know
-    │   └── EventOutOfBounds    a field outside its bounds, unknown fields, naive or future times
+    │   ├── EventOutOfBounds    a field outside its bounds, unknown fields, naive, future or too old times
+    │   ├── WrongTopic          an event type on a topic that does not carry it
+    │   ├── KeyMismatch         a Kafka record key other than the envelope's key
+    │   └── UndecodableEvent    anything else the decoder could not handle (a defect: names the exception)
     ├── ConfigurationError      settings or catalogue data that cannot be used
+    ├── InvalidDuration         a duration typed without its unit, negative, zero or absurdly long
     ├── TimingInfeasible        no safe timing exists for a plan within its bounds
     ├── RuntimeConflict         another lalin runtime owns the data directory
     ├── ServiceStartError       an embedded broker or database did not come up
@@ -35,7 +39,7 @@ class InvalidEvent(LalinError):
 
 
 class MalformedEvent(InvalidEvent):
-    """The bytes are not a UTF-8 JSON object."""
+    """The bytes are not a UTF-8 JSON object with unique keys, nested at most as deep as the decoder allows."""
 
     reason = "malformed"
 
@@ -58,8 +62,35 @@ class EventOutOfBounds(InvalidEvent):
     reason = "schema"
 
 
+class WrongTopic(InvalidEvent):
+    """A valid event on a topic that does not carry its type (the catalogue says which one does)."""
+
+    reason = "wrong_topic"
+
+
+class KeyMismatch(InvalidEvent):
+    """The Kafka record's key is not the envelope's key (or the record has none)."""
+
+    reason = "key_mismatch"
+
+
+class UndecodableEvent(InvalidEvent):
+    """The decoder failed in a way it does not classify: the last line of the fault barrier."""
+
+    reason = "undecodable"
+
+
 class ConfigurationError(LalinError):
     """Settings or declarative data (catalogues, plans) that cannot be used."""
+
+
+class InvalidDuration(LalinError, ValueError):
+    """A duration that cannot be used: a bare number (seconds or minutes?), a negative, zero or absurdly long one,
+    or not a duration at all. ``text`` is what was typed; the message names the expected form (90s, 15m, 2h30m)."""
+
+    def __init__(self, text: str, message: str) -> None:
+        super().__init__(message)
+        self.text = text
 
 
 class TimingInfeasible(LalinError):

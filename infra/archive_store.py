@@ -19,7 +19,6 @@ from controllers.archive_plan import (
     ArchiveRow,
     BatchPlan,
     Classified,
-    Limits,
     RawRecord,
     StreamHead,
     classify,
@@ -29,6 +28,7 @@ from controllers.archive_plan import (
 )
 from controllers.envelope import Envelope
 from controllers.errors import StorageError
+from controllers.inbound import Limits
 from infra.db import ensure_day_partitions
 
 _EVENT_COLUMNS = ("event_time", "event_id", "stream", "position", "type", "schema_version", "ingest_time",

@@ -23,7 +23,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controllers.archive_plan import BatchPlan, Classified, Limits, RawRecord, classify
+from controllers.archive_plan import BatchPlan, Classified, RawRecord, classify
 from infra.archive_store import ArchiveWriter, load_offsets
 from infra.kafka import make_consumer
 from infra.settings import Settings
@@ -92,7 +92,7 @@ class Archiver:
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lalin-archive-writer")
         self.writer: ArchiveWriter | None = None
         self._seek_conn: psycopg.AsyncConnection[Any] | None = None
-        self.limits = Limits(settings.validation.max_event_bytes, settings.validation.max_future_s)
+        self.limits = settings.validation.limits(catalogue.topic_of_type)
         self._stopped = False
 
     async def start(self) -> None:

@@ -10,6 +10,11 @@ older than ``ttl_s`` when it arrives (a backlog after an outage) is not sent: it
 ``timed_out`` ("expired"), since a stale timing must not reach the street. A command that ``refuse``
 names a reason for (a junction held on a deployed plan refuses the adaptive strategy's timings:
 :func:`controllers.plan_workflow.hold_refusal`) is not sent either: it ends ``rejected`` with that reason.
+
+A record that is not a valid ``CommandIssued`` of this topic (:func:`controllers.inbound.decode_record`)
+is left to the archiver, which dead-letters it; a valid one the executor fails on (a defect) is
+dead-lettered here, reason ``execution_failed``, and the executor goes on. Database and broker
+errors are not a record's fault: they end :meth:`CommandExecutor.run` for its supervisor to restart.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ from typing import Any, Protocol
 import psycopg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from controllers.envelope import decode_event
+from controllers.archive_plan import DeadLetter
 from controllers.errors import InvalidEvent
+from controllers.inbound import decode_record
 from controllers.payloads import CommandAcknowledged, CommandBody, CommandIssued, CommandOutcome
 from infra.archive_store import load_offsets
+from infra.deadletters import store_dead_letter
 from infra.kafka import make_consumer
 from infra.settings import Settings
+from infra.topics import load_catalogue
 
 log = logging.getLogger(__name__)
 COMMAND_TOPIC = "lalin.command"
@@ -65,11 +73,12 @@ class CommandExecutor:
         its ``CommandAcknowledged``; ``refuse(command)`` gives a reason not to send it, or None."""
         self.settings, self.bootstrap, self.database_url, self.epoch = settings, bootstrap, database_url, epoch
         self.targets, self.clock, self.ttl_s, self.conclude, self.refuse = targets, clock, ttl_s, conclude, refuse
+        self.limits = settings.validation.limits(load_catalogue().topic_of_type)
         self.consumer = make_consumer(settings.kafka, bootstrap, EXECUTOR_GROUP)
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._queues: dict[str, asyncio.Queue[CommandIssued]] = {t: asyncio.Queue() for t in targets}
         self._senders: list[asyncio.Task[None]] = []
-        self.received = self.sent = self.expired = self.repeated = self.refused = 0
+        self.received = self.sent = self.expired = self.repeated = self.refused = self.dead_lettered = 0
         self.outcomes: dict[str, int] = {}
 
     async def start(self) -> None:
@@ -92,17 +101,29 @@ class CommandExecutor:
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             for tp, records in batches.items():
                 for record in records:
-                    await self._take(record.value or b"")
+                    await self._take_guarded(tp, record.offset, record.key, record.value or b"")
                 if records:
                     await self._store_offset(tp, records[-1].offset + 1)
 
-    async def _take(self, value: bytes) -> None:
+    async def _take_guarded(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes) -> None:
+        """:meth:`_take`, with the fault barrier: a record it fails on is dead-lettered, and the executor goes on."""
+        try:
+            await self._take(tp.topic, key, value)
+        except (psycopg.Error, OSError):
+            raise  # the database's trouble, not the record's: the supervisor restarts the executor
+        except Exception as err:  # noqa: BLE001 - the fault barrier: one record's defect must not stop the executor
+            self.dead_lettered += 1
+            log.error("lalin.command offset %d: dead-lettered: %r", offset, err)
+            assert self._db is not None
+            await store_dead_letter(self._db, DeadLetter(tp.topic, tp.partition, offset, key, value, "execution_failed",
+                                                         f"{type(err).__name__}: {str(err)[:300]}"), self.epoch, self.clock())
+
+    async def _take(self, topic: str, key: bytes | None, value: bytes) -> None:
         now = self.clock()
         try:
-            event = decode_event(value, now, max_bytes=self.settings.validation.max_event_bytes,
-                                 max_future_s=self.settings.validation.max_future_s).event
+            event = decode_record(topic, key, value, now, self.limits).event
         except InvalidEvent as err:
-            log.warning("lalin.command: a record the archiver dead-letters: %s", err)
+            log.warning("%s: a record the archiver dead-letters: %s", topic, err)
             return
         command = event.payload
         if not isinstance(command, CommandIssued) or command.target not in self.targets:

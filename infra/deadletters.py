@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import psycopg
 
+from controllers.archive_plan import DeadLetter
 from infra.db import connect
 
 
@@ -39,3 +40,12 @@ def list_dead_letters(url: str, limit: int = 50, reason: str | None = None) -> l
 def count_dead_letters(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Dead letters per reason."""
     return dict(conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall())
+
+
+async def store_dead_letter(conn: psycopg.AsyncConnection[Any], dead: DeadLetter, epoch: str, now: datetime) -> None:
+    """Store one record a consumer could not process (kept once per broker epoch, topic, partition and offset)."""
+    await conn.execute(
+        """INSERT INTO dead_letters (received_at, topic, kafka_partition, kafka_offset, broker_epoch, record_key, raw,
+                                     reason, detail)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        (now, dead.topic, dead.partition, dead.offset, epoch, dead.key, dead.raw, dead.reason, dead.detail[:2000]))

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import psycopg
 from aiokafka.errors import KafkaError
 
-from controllers.archive_plan import Limits, RawRecord
+from controllers.archive_plan import RawRecord
 from controllers.envelope import encode_event
 from controllers.errors import ConfigurationError, LalinError
 from controllers.payloads import BrokerRestartDetected, CommandAcknowledged, CommandIssued, CommandOutcome
@@ -50,8 +50,9 @@ from infra.plan_service import SCHEDULE_CHECK_S, PlanService
 from infra.publisher import EventPublisher
 from infra.runfile import RunFile
 from infra.settings import Settings
-from infra.simclock import WITA, SimClock, hhmm, morning_start
+from infra.simclock import WITA, SimClock, hhmm, morning_start, start_after
 from infra.stream_process import WorkerProcesses, worker_env
+from infra.supervision import Alarms, Restarts, describe, supervise
 from infra.topics import TopicCatalogue, load_catalogue
 from infra.twin_loop import TwinLoop, seconds_after_local_midnight
 from infra.vms_catalogue import check_policy, load_policy, vms_checksum, vms_network
@@ -107,7 +108,10 @@ class Runtime:
         self.epoch_confirmed_at = clock()
         self.started_at = clock()
         self.restarts_detected = 0
-        self.archiver_failures = 0
+        self.alarms = Alarms(clock, self.say)
+        self.archiver_restarts = Restarts()
+        self.vms_restarts = Restarts()
+        self.executor_restarts = Restarts()
         self.archive_stats = ArchiverStats()  # counters shared by every archiver this runtime starts
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stop = asyncio.Event()
@@ -152,6 +156,7 @@ class Runtime:
             self._start_services()
             applied = db.migrate(self.database_url)
             self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+            await self._continue_the_clock()
             producer, idempotent = await start_producer(self.settings.kafka, self.bootstrap)
             self.publisher = EventPublisher(producer, self.catalogue)
             await self.publisher.resume_from_archive(self._conn, RUNTIME_SOURCE)
@@ -166,6 +171,21 @@ class Runtime:
         except BaseException:
             await self.stop()
             raise
+
+    async def _continue_the_clock(self) -> None:
+        """A simulated clock never re-lives archived time: a restart on the same archive moves on (:func:`start_after`)."""
+        if self.simclock is None or self._conn is None:
+            return
+        cur = await self._conn.execute("SELECT max(event_time) FROM events")
+        row = await cur.fetchone()
+        last: datetime | None = row[0] if row is not None else None
+        start = start_after(self.simclock(), last, chosen=self.settings.loop.start is not None)
+        if last is not None and start != self.simclock():
+            self.simclock = SimClock.starting(start, self.settings.loop.speed)
+            self.clock = self.alarms.clock = self.simclock
+            self.epoch_confirmed_at = self.started_at = self.clock()
+            self.say(f"  clock     the archive reaches {last.astimezone(WITA):%Y-%m-%d %H:%M} WITA: "
+                     f"this run starts {start.astimezone(WITA):%Y-%m-%d %H:%M} WITA")
 
     def _announce(self, applied: list[str], idempotent: bool) -> None:
         info = self.describe()
@@ -193,32 +213,30 @@ class Runtime:
                         stats=self.archive_stats)
 
     async def _supervise_archiver(self, stop: asyncio.Event) -> None:
-        """Run the archiver; when it fails (database or broker trouble), alarm and restart it with backoff.
+        """Run the archiver; when it fails in any way, alarm and restart it with backoff (:func:`supervise`).
 
         A restarted archiver resumes from the offsets stored with the archive, so nothing is lost
         or archived twice; the failures are counted in ``archiver_failures``.
         """
-        backoff_s = 0.5
-        while not stop.is_set():
+        async def run(stop: asyncio.Event) -> None:
             assert self.archiver is not None
-            try:
-                await self.archiver.run(stop)
-                return
-            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
-                self.archiver_failures += 1
-                self.say(f"ALARM archiver failed ({type(err).__name__}: {err}); restarting in {backoff_s:.1f} s")
-            await self.archiver.stop_quietly()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=backoff_s)
-                return
-            except TimeoutError:
-                backoff_s = min(backoff_s * 2, 30.0)
+            await self.archiver.run(stop)
+
+        async def restart() -> None:
             self.archiver = self._new_archiver()
-            try:
-                await self.archiver.start()
-                backoff_s = 0.5
-            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
-                self.say(f"ALARM archiver cannot restart yet ({type(err).__name__}: {err})")
+            await self.archiver.start()
+
+        async def cleanup() -> None:
+            if self.archiver is not None:
+                await self.archiver.stop_quietly()
+
+        await supervise("archiver", run=run, restart=restart, cleanup=cleanup, stop=stop, alarms=self.alarms,
+                        counts=self.archiver_restarts)
+
+    @property
+    def archiver_failures(self) -> int:
+        """How often the archiver failed since the start."""
+        return self.archiver_restarts.failures
 
     async def _stop_archiver_task(self, grace_s: float = 5.0) -> None:
         """Ask the archiver to stop after its current batch; cancel it if it is stuck (e.g. on a dead broker).
@@ -239,11 +257,19 @@ class Runtime:
             await self.archiver.stop_quietly()
             self.archiver = None
 
+    async def _db(self) -> psycopg.AsyncConnection[Any]:
+        """The runtime's own connection, opened again when the database dropped it (a restart, a failover)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+        return self._conn
+
     # --- broker epochs ----------------------------------------------------------------
     async def _record_epoch_seen(self) -> None:
-        assert self._conn is not None
+        conn = await self._db()
         now = self.clock()
-        await self._conn.execute(
+        await conn.execute(
             """INSERT INTO broker_epochs (epoch, bootstrap, first_seen_at, last_confirmed_at) VALUES (%s, %s, %s, %s)
                ON CONFLICT (epoch) DO UPDATE SET last_confirmed_at = EXCLUDED.last_confirmed_at""",
             (self.epoch, self.bootstrap, now, now))
@@ -287,7 +313,7 @@ class Runtime:
         assert self.publisher is not None and self._conn is not None
         topic, event = self.publisher.build(payload, source=RUNTIME_SOURCE, key=BROKER_KEY, event_time=now,
                                             ingest_time=now, event_id=uuid.uuid4())
-        limits = Limits(self.settings.validation.max_event_bytes, self.settings.validation.max_future_s)
+        limits = self.settings.validation.limits(self.catalogue.topic_of_type)
         record = RawRecord(topic, -1, -1, BROKER_KEY.encode(), encode_event(event))
 
         def write() -> None:
@@ -299,16 +325,19 @@ class Runtime:
 
     # --- background tasks ---------------------------------------------------------------
     async def _every(self, interval_s: float, action: Callable[[], Any]) -> None:
-        """Run ``action`` every ``interval_s`` seconds until stopped; a failure raises an alarm and is retried."""
+        """Run ``action`` every ``interval_s`` seconds until stopped; any failure raises its alarm and is retried,
+        the next success clears it."""
+        name = getattr(action, "__name__", "task").lstrip("_").replace("_", " ")
         while not self._stop.is_set():
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
             except TimeoutError:
                 try:
                     await action()
-                except (LalinError, psycopg.Error, KafkaError, OSError) as err:
-                    self.say(f"ALARM {getattr(action, '__name__', 'task').lstrip('_')} failed "
-                             f"({type(err).__name__}: {err}); retrying in {interval_s:g} s")
+                except Exception as err:  # noqa: BLE001 - a periodic task's failure is alarmed and retried
+                    self.alarms.raise_alarm(name, f"failed ({describe(err)}); retrying in {interval_s:g} s")
+                else:
+                    self.alarms.clear(name, "works again")
 
     async def _verify_archive(self) -> None:
         """The dashboard's periodic verification of the archive (its status on the audit page, an alarm on the map)."""
@@ -324,10 +353,13 @@ class Runtime:
         rate = (stats.consumed - self._last_consumed) / self.settings.runtime.summary_interval_s
         self._last_consumed = stats.consumed
         generated = f"generated {self.generator.sent} | " if self.generator else ""
+        alarms = len(self.alarms.active)
         if self.field is not None:
-            alarms = sum(not d.connected.is_set() for d in self.field.drivers) + sum(
+            alarms += sum(not d.connected.is_set() for d in self.field.drivers) + sum(
                 len(d.status.faults) for d in self.field.drivers if d.status is not None and d.connected.is_set())
-            generated += (f"alarms {alarms} | controllers {self.field.connected()}/{len(self.field.drivers)} | "
+        generated += f"alarms {alarms} (lalin's own: {len(self.alarms.active)} active, {self.alarms.raised} raised) | "
+        if self.field is not None:
+            generated += (f"controllers {self.field.connected()}/{len(self.field.drivers)} | "
                           f"boards {self.field.boards_connected()}/{len(self.field.board_drivers)} connected | ")
         if self.twin is not None and self.executor is not None and self.workers is not None:
             metrics = self.twin.stats.metrics
@@ -341,12 +373,17 @@ class Runtime:
             if self.twin.twin.pid is not None:
                 await self.twin.metrics()
         self.say(f"[{now:%H:%M:%S}Z] {generated}consumed {rate:,.0f}/s | archived {stats.archived:,} | "
-                 f"dead letters {stats.dead_lettered:,} | duplicates {stats.duplicates:,} | sequence anomalies "
+                 f"dead letters {await self._dead_letters():,} | duplicates {stats.duplicates:,} | sequence anomalies "
                  f"{stats.anomalies:,} | broker restarts {self.restarts_detected} | archiver restarts {self.archiver_failures}")
 
+    async def _dead_letters(self) -> int:
+        """Dead letters in the archive database, whoever stored them (what ``lalin status`` and the web count)."""
+        cur = await (await self._db()).execute("SELECT count(*) FROM dead_letters")
+        row = await cur.fetchone()
+        return int(row[0]) if row is not None else 0
+
     async def _checkpoint(self) -> None:
-        assert self._conn is not None
-        await write_checkpoint(self._conn, self.clock())
+        await write_checkpoint(await self._db(), self.clock())
 
     async def _generate(self) -> None:
         assert self.publisher is not None and self._conn is not None
@@ -373,7 +410,7 @@ class Runtime:
             await self.plans.load()
             self.executor = self._executor(self.field, self.plans)
             await self.executor.start()
-            executor_task = asyncio.create_task(self.executor.run(self._stop), name="executor")
+            executor_task = asyncio.create_task(self._supervise_executor(self.field, self.plans), name="executor")
             schedules_task = asyncio.create_task(self._every(SCHEDULE_CHECK_S, self.plans.follow_schedules),
                                                  name="schedules")
             await self._start_dashboard()
@@ -489,33 +526,51 @@ class Runtime:
                        vms_checksum(policy, network), self.publisher.producer, self.clock, say=self.say)
 
     async def _supervise_vms(self) -> None:
-        """Run the VMS loop; when it fails (database or broker trouble), alarm and start it again from its snapshot."""
-        backoff_s = 1.0
-        while not self._stop.is_set():
-            vms = self.vms
-            assert vms is not None
-            try:
-                if vms.consumer is None:
-                    await vms.start()
-                await vms.run(self._stop)
-                return
-            except (LalinError, psycopg.Error, KafkaError, OSError) as err:
-                self.say(f"ALARM VMS loop failed ({type(err).__name__}: {err}); restarting in {backoff_s:.0f} s "
-                         "from its stored state and offsets")
-            await vms.stop()
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff_s)
-                return
-            except TimeoutError:
-                backoff_s = min(backoff_s * 2, 30.0)
+        """Run the VMS loop; when it fails in any way, alarm and start it again from its snapshot."""
+        async def run(stop: asyncio.Event) -> None:
+            assert self.vms is not None
+            await self.vms.run(stop)
+
+        async def restart() -> None:
             self.vms = self._vms_loop()
+            await self.vms.start()
+
+        async def cleanup() -> None:
+            if self.vms is not None:
+                await self.vms.stop()
+
+        await supervise("VMS loop", run=run, restart=restart, cleanup=cleanup, stop=self._stop, alarms=self.alarms,
+                        counts=self.vms_restarts, backoff_s=1.0)
+
+    async def _supervise_executor(self, field: FieldDevices, plans: PlanService) -> None:
+        """Run the command executor; when it fails in any way, alarm and start it again (its guard table keeps
+        every command to one hand-over)."""
+        async def run(stop: asyncio.Event) -> None:
+            assert self.executor is not None
+            await self.executor.run(stop)
+
+        async def restart() -> None:
+            self.executor = self._executor(field, plans)
+            await self.executor.start()
+
+        async def cleanup() -> None:
+            if self.executor is not None:
+                await self.executor.stop()
+
+        await supervise("command executor", run=run, restart=restart, cleanup=cleanup, stop=self._stop,
+                        alarms=self.alarms, counts=self.executor_restarts)
 
     async def _supervise_workers(self) -> None:
+        """Restart stream workers that died (alarm); clear the alarm once every worker runs again."""
         assert self.workers is not None
         while not self._stop.is_set():
-            for k in self.workers.supervise():
-                self.say(f"ALARM stream worker {k} died; restarted (pid {self.workers.pids()}): it resumes from the "
-                         "snapshots and offsets in PostgreSQL")
+            restarted = self.workers.supervise()
+            for k, code in restarted:
+                self.alarms.raise_alarm(f"stream worker {k}", f"died (exit code {code}); restarted (pids "
+                                        f"{self.workers.pids()}): it resumes from the snapshots and offsets in PostgreSQL")
+            if not restarted and self.workers.alive() == self.workers.count:
+                for k in range(self.workers.count):
+                    self.alarms.clear(f"stream worker {k}", "running again")
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=1.0)
             except TimeoutError:

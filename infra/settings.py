@@ -7,13 +7,15 @@ Nested sections use a double underscore: ``LALIN_KAFKA__BOOTSTRAP=host:9092``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from controllers.envelope import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_FUTURE_S
+from controllers.envelope import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_FUTURE_S, DEFAULT_MAX_PAST_S
+from controllers.inbound import Limits
 
 
 class KafkaSettings(BaseModel):
@@ -46,6 +48,12 @@ class ValidationSettings(BaseModel):
 
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=256, description="bytes; larger records are dead-lettered")
     max_future_s: float = Field(DEFAULT_MAX_FUTURE_S, ge=0, description="seconds an event or ingest time may lead the clock")
+    max_past_s: float = Field(DEFAULT_MAX_PAST_S, gt=0, le=10 * 365 * 86_400.0,
+                              description="seconds an event or ingest time may lag the clock (older: dead-lettered)")
+
+    def limits(self, topic_of_type: Mapping[str, str]) -> Limits:
+        """The limits every consumer applies, with the catalogue's topic of each event type."""
+        return Limits(self.max_event_bytes, self.max_future_s, self.max_past_s, dict(topic_of_type))
 
 
 class GeneratorSettings(BaseModel):

@@ -13,6 +13,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from controllers.errors import ConfigurationError
+
 ENV = "LALIN_SIMCLOCK"
 WITA = dt.timezone(dt.timedelta(hours=8), "WITA")
 
@@ -69,3 +71,18 @@ def morning_start(today: dt.date, at: dt.time = dt.time(6, 0)) -> dt.datetime:
     while day.weekday() >= 5:
         day += dt.timedelta(days=1)
     return dt.datetime.combine(day, at, WITA)
+
+
+def start_after(start: dt.datetime, last_archived: dt.datetime | None, *, chosen: bool) -> dt.datetime:
+    """The simulated start of a run whose archive already reaches ``last_archived`` (aware; None: empty archive).
+
+    A run never re-lives archived time (replay would mix two histories): a default ``start``
+    at or before ``last_archived`` moves to the morning (06:00 WITA, a weekday) after it; a
+    ``chosen`` one (``LALIN_LOOP__START``) is refused with both instants (ConfigurationError).
+    """
+    if last_archived is None or start > last_archived:
+        return start
+    if chosen:
+        raise ConfigurationError(f"the simulated start {start.isoformat()} is not after the last archived instant "
+                                 f"{last_archived.isoformat()}: choose a later LALIN_LOOP__START or another data directory")
+    return morning_start(last_archived.astimezone(WITA).date() + dt.timedelta(days=1))

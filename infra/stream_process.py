@@ -68,7 +68,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, clock: Callable[[]
                     with contextlib.suppress(TimeoutError):  # the interval passed: check the worker and the epoch
                         await asyncio.wait_for(stop.wait(), timeout=settings.kafka.broker_check_interval_s)
                     if worker.crashed:
-                        raise RuntimeError(f"{name}: the Faust app crashed: {worker.app._crash_reason!r}")
+                        raise RuntimeError(f"{name}: the Faust app or agent crashed: {worker.crash_reason!r}")
                     if not stop.is_set() and not await watch.still_same():
                         say(f"{name}: the broker lost its log (epoch {epoch[:12]}); joining the new one")
                         break
@@ -121,14 +121,15 @@ class WorkerProcesses:
         """Process ids of the running workers."""
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
-    def supervise(self) -> list[int]:
-        """Restart dead workers; returns the indices restarted."""
-        restarted = []
+    def supervise(self) -> list[tuple[int, int]]:
+        """Restart dead workers; returns the index and exit code of each one restarted."""
+        restarted: list[tuple[int, int]] = []
         for k, proc in enumerate(self.procs):
-            if proc is not None and proc.poll() is not None:
+            code = proc.poll() if proc is not None else None
+            if code is not None:
                 self.procs[k] = self._spawn(k)
                 self.restarts += 1
-                restarted.append(k)
+                restarted.append((k, code))
         return restarted
 
     def stop(self, timeout_s: float = 15.0) -> None:

@@ -27,8 +27,10 @@ import msgspec
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from controllers.envelope import Envelope, decode_event, encode_event, make_event
+from controllers.archive_plan import DeadLetter
+from controllers.envelope import Envelope, encode_event, make_event
 from controllers.errors import ConfigurationError, InvalidEvent
+from controllers.inbound import decode_record
 from controllers.payloads import CommandIssued, VmsAction, VmsEvaluated
 from controllers.vms_config import VmsPolicyConfig
 from controllers.vms_policy import VmsPolicy
@@ -36,6 +38,7 @@ from controllers.vms_state import VmsNetwork, VmsState
 from infra.fold_store import TaskSnapshot, load_snapshot, save_snapshot
 from infra.kafka import make_consumer
 from infra.settings import Settings
+from infra.topics import load_catalogue
 
 log = logging.getLogger(__name__)
 VMS_GROUP = "lalin-vms"
@@ -62,6 +65,9 @@ class VmsLoop:
         self.config, self.network, self.config_checksum = config, network, config_checksum
         self.producer, self.clock, self.say = producer, clock, say or (lambda line: None)
         self.boards = {b.id.encode() for b in network.boards}
+        self.limits = settings.validation.limits(load_catalogue().topic_of_type)
+        self.dead_letters: list[DeadLetter] = []  # failed on since the last snapshot: stored with the next one
+        self.dead_lettered = 0
         self.consumer: AIOKafkaConsumer | None = None
         self._db: psycopg.AsyncConnection[Any] | None = None
         self.state = _LoopState()
@@ -113,24 +119,32 @@ class VmsLoop:
         for tp, records in batches.items():
             for record in records:
                 if tp.topic != "lalin.controller" or record.key in self.boards:
-                    concerned |= self._fold(record.value or b"", now)
+                    concerned |= self._fold(tp, record.offset, record.key, record.value or b"", now)
             if records:
                 self.offsets[f"{tp.topic}/{tp.partition}"] = records[-1].offset + 1
         if concerned and self.policy.state.stream_time_s > float("-inf"):
             record, commands = self.policy.evaluate(datetime.fromtimestamp(self.policy.state.stream_time_s, now.tzinfo))
             await self._publish(record, commands, now)
-        if concerned or self._saved_at is None or (now - self._saved_at).total_seconds() >= SNAPSHOT_INTERVAL_S:
+        if concerned or self.dead_letters or self._saved_at is None or \
+                (now - self._saved_at).total_seconds() >= SNAPSHOT_INTERVAL_S:
             await self._save(now)
             self._saved_at = now
 
-    def _fold(self, value: bytes, now: datetime) -> bool:
+    def _fold(self, tp: TopicPartition, offset: int, key: bytes | None, value: bytes, now: datetime) -> bool:
+        """Fold one record; one the policy fails on (a defect) is dead-lettered (``vms_fold_failed``), and the loop goes on."""
         try:
-            event = decode_event(value, now, max_bytes=self.settings.validation.max_event_bytes,
-                                 max_future_s=self.settings.validation.max_future_s).event
+            event = decode_record(tp.topic, key, value, now, self.limits).event
         except InvalidEvent:
             return False  # the archiver dead-letters it
         self.folded += 1
-        return self.policy.apply(event)
+        try:
+            return self.policy.apply(event)
+        except Exception as err:  # noqa: BLE001 - the fault barrier: one record's defect must not stop the VMS loop
+            log.error("VMS loop: %s offset %d dead-lettered: %r", tp.topic, offset, err)
+            self.dead_lettered += 1
+            self.dead_letters.append(DeadLetter(tp.topic, tp.partition, offset, key, value, "vms_fold_failed",
+                                                f"{type(err).__name__}: {str(err)[:300]}"))
+            return False
 
     async def _publish(self, record: VmsEvaluated, commands: list[CommandIssued], now: datetime) -> None:
         envelopes: list[tuple[str, Envelope]] = [(VMS_TOPIC, make_event(
@@ -161,7 +175,8 @@ class VmsLoop:
         assert self._db is not None
         snapshot = TaskSnapshot(state=msgspec.msgpack.encode(self.state), offsets=dict(self.offsets), folded=self.folded,
                                 emitted=self.evaluations, broker_epoch=self.epoch)
-        await save_snapshot(self._db, VMS_GROUP, 0, snapshot, now)
+        await save_snapshot(self._db, VMS_GROUP, 0, snapshot, now, self.dead_letters)
+        self.dead_letters = []
 
     def showing(self) -> int:
         """Boards lalin keeps a message on now."""

@@ -14,10 +14,11 @@ from datetime import datetime
 
 import msgspec
 
-from controllers.archive_plan import DeadLetter, Limits
+from controllers.archive_plan import DeadLetter
 from controllers.decisions import CorridorDecisions, CorridorMember, DecisionState
-from controllers.envelope import Envelope, decode_event, make_event
+from controllers.envelope import Envelope, make_event
 from controllers.errors import InvalidEvent
+from controllers.inbound import Limits, decode_record
 from controllers.payloads import CommandIssued, TrafficMeasured
 from controllers.strategy import Strategy
 from infra.fold_store import TaskSnapshot
@@ -59,8 +60,7 @@ class DecideTask:
         self.offsets[topic] = offset + 1
         self.folded += 1
         try:
-            event = decode_event(value, now, max_bytes=self.limits.max_event_bytes,
-                                 max_future_s=self.limits.max_future_s).event
+            event = decode_record(topic, key, value, now, self.limits).event
         except InvalidEvent:
             return []  # the archiver dead-letters it (lalin.state is archived)
         if not isinstance(event.payload, TrafficMeasured):
@@ -72,7 +72,12 @@ class DecideTask:
             self.dead_letters.append(DeadLetter(topic, self.task, offset, key, value, "unknown_corridor",
                                                 f"no corridor {event.key!r} is configured for decisions"))
             return []
-        commands = loop.on_measured(event.payload)
+        try:
+            commands = loop.on_measured(event.payload)
+        except Exception as err:  # noqa: BLE001 - the fault barrier: a defect on one summary must not stop the decisions
+            self.dead_letters.append(DeadLetter(topic, self.task, offset, key, value, "decision_failed",
+                                                f"{type(err).__name__}: {str(err)[:300]}"))
+            return []
         at = loop.state.decided_until or event.payload.window.end
         return [self._envelope(loop, command, at, clock()) for command in commands]
 

@@ -8,10 +8,12 @@ to read. Its whole state — every intersection's fold, the offsets, the dead le
 stored — is a :class:`~infra.fold_store.TaskSnapshot` stored in one PostgreSQL statement.
 
 Refused records are never dropped: an envelope that does not validate (the archiver
-dead-letters the same record), and an event the fold refuses (a detector, approach or
-controller the intersection does not have: dead-lettered here, reason ``unknown_input``),
-are noted in the intersection's next summary (``rejected_inputs``), and the detector they name
-turns ``bad_data``.
+dead-letters the same record), an event the fold refuses (a detector, approach or
+controller the intersection does not have: dead-lettered here, reason ``unknown_input``) and
+an event the fold failed on (a defect: dead-lettered here, reason ``fold_failed``, naming the
+exception; the partition goes on) are noted in the intersection's next summary
+(``rejected_inputs``), and the detector they name turns ``bad_data``. Records keyed by a VMS
+board (its display reports, faults and command outcomes) belong to the VMS loop: skipped.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from datetime import datetime
 
 import msgspec
 
-from controllers.archive_plan import DeadLetter, Limits
-from controllers.envelope import Envelope, decode_event, make_event
+from controllers.archive_plan import DeadLetter
+from controllers.envelope import Envelope, make_event
 from controllers.errors import InvalidEvent
+from controllers.inbound import Limits, decode_record
 from controllers.payloads import TrafficMeasured
 from controllers.traffic_state import FoldConfig, FoldState, IntersectionFold, IntersectionLayout, summary_event_id
 from infra.fold_store import TaskSnapshot
@@ -53,8 +56,8 @@ class FoldTask:
 
     def __init__(self, task: int, layouts: Mapping[str, IntersectionLayout], epoch: str, *,
                  config: FoldConfig | None = None, limits: Limits | None = None,
-                 snapshot: TaskSnapshot | None = None) -> None:
-        self.task, self.layouts, self.epoch = task, layouts, epoch
+                 snapshot: TaskSnapshot | None = None, boards: frozenset[str] = frozenset()) -> None:
+        self.task, self.layouts, self.epoch, self.boards = task, layouts, epoch, boards
         self.config = config if config is not None else FoldConfig()
         self.limits = limits if limits is not None else Limits()
         self.offsets: dict[str, int] = dict(snapshot.offsets) if snapshot is not None else {}
@@ -81,12 +84,11 @@ class FoldTask:
         self.folded += 1
         ref = fold_ref(self.epoch, topic, self.task, offset)
         try:
-            event = decode_event(value, now, max_bytes=self.limits.max_event_bytes,
-                                 max_future_s=self.limits.max_future_s).event
+            event = decode_record(topic, key, value, now, self.limits).event
         except InvalidEvent as err:
             self._refuse_raw(ref, key, value, err.reason)  # the archiver dead-letters the same record
             return []
-        if event.type not in FOLDED_TYPES:
+        if event.type not in FOLDED_TYPES or event.key in self.boards:
             return []  # another consumer's event on a shared topic (a VMS board's report): archived, not folded
         fold = self._fold_of(event.key)
         if fold is None:
@@ -96,11 +98,18 @@ class FoldTask:
         try:
             summaries = fold.apply(event)
         except InvalidEvent as err:
-            self.dead_letters.append(DeadLetter(topic, self.task, offset, key, value, "unknown_input", err.message))
-            detector = getattr(event.payload, "detector_id", None)
-            fold.reject(ref, "unknown_input", detector if isinstance(detector, str) else None, event.event_time)
+            self._refuse(fold, ref, DeadLetter(topic, self.task, offset, key, value, "unknown_input", err.message), event)
+            return []
+        except Exception as err:  # noqa: BLE001 - the fault barrier: a defect on one record must not stop the partition
+            detail = f"{type(err).__name__}: {str(err)[:300]}"
+            self._refuse(fold, ref, DeadLetter(topic, self.task, offset, key, value, "fold_failed", detail), event)
             return []
         return [self._envelope(fold, s, clock()) for s in summaries]
+
+    def _refuse(self, fold: IntersectionFold, ref: str, dead: DeadLetter, event: Envelope) -> None:
+        self.dead_letters.append(dead)
+        detector = getattr(event.payload, "detector_id", None)
+        fold.reject(ref, dead.reason, detector if isinstance(detector, str) else None, event.event_time)
 
     def _fold_of(self, key: str) -> IntersectionFold | None:
         fold = self.folds.get(key)

@@ -19,6 +19,7 @@ from controllers.plan import Plan
 from controllers.strategy import config_checksum
 from controllers.traffic_state import IntersectionLayout
 from devices.fleet import Fleet, load_fleet
+from devices.vms_model import load_boards
 from streams.fold_task import corridor_key
 
 
@@ -29,6 +30,7 @@ class Topology:
     layouts: Mapping[str, IntersectionLayout]
     corridors: Mapping[str, Sequence[CorridorMember]]
     plans: Mapping[str, Plan]
+    boards: frozenset[str] = frozenset()  # VMS board ids: their records go to the VMS loop, not the fold
 
     def checksum(self, strategy_config: msgspec.Struct) -> str:
         """The configuration checksum commands cite (SHA-256 hex)."""
@@ -47,4 +49,4 @@ def load_topology(fleet: Fleet | None = None) -> Topology:
         layout = site.layout(plan)
         layouts[site.id] = layout
         corridors.setdefault(corridor_key(layout), []).append(CorridorMember(site.id, plan, site.plan_number))
-    return Topology(layouts, corridors, plans)
+    return Topology(layouts, corridors, plans, frozenset(b.id for b in load_boards().boards))

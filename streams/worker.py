@@ -42,11 +42,11 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from controllers.archive_plan import Limits
 from controllers.envelope import Envelope, encode_event
 from controllers.strategy import AdaptiveSaturation, Strategy
 from infra.fold_store import load_snapshot, save_snapshot
 from infra.settings import Settings
+from infra.topics import load_catalogue
 from streams.decide_task import COMMAND_TOPIC, DecideTask
 from streams.fold_task import STATE_TOPIC, FoldTask
 from streams.topology import Topology
@@ -87,8 +87,9 @@ class StreamWorker:
         self.config_checksum = topology.checksum(getattr(self.strategy, "config", AdaptiveSaturation().config))
         self.snapshot_interval_s, self.on_assigned = snapshot_interval_s, on_assigned
         self.name = name or f"worker-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.limits = Limits(settings.validation.max_event_bytes, settings.validation.max_future_s)
+        self.limits = settings.validation.limits(load_catalogue().topic_of_type)
         self.stats = WorkerStats()
+        self.agent_crash: BaseException | None = None
         self.folds: dict[int, FoldTask] = {}
         self.decisions: dict[int, DecideTask] = {}
         self._lock = asyncio.Lock()
@@ -110,10 +111,23 @@ class StreamWorker:
             broker_rebalance_timeout=session_s * 2, stream_wait_empty=False, topic_allow_declare=False,
             consumer_auto_offset_reset="earliest")
         topic = app.topic(*FOLD_INPUTS, *DECIDE_INPUTS, key_serializer="raw", value_serializer="raw", acks=False)
-        app.agent(topic, name="lalin-streams-agent")(self._agent)
+        agent: Any = app.agent(topic, name="lalin-streams-agent")(self._agent)
+        faust_on_error = agent._on_error  # Faust's own (it tells the consumer); ours is called after it
+
+        async def on_error(failed: Any, exc: BaseException) -> None:
+            if faust_on_error is not None:
+                await faust_on_error(failed, exc)
+            await self._on_agent_error(failed, exc)
+
+        agent._on_error = on_error
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]  # Faust's stubs want *args
         app.on_before_shutdown.connect(self._on_before_shutdown)  # type: ignore[arg-type]
         return app
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """Faust's agent crashed (its app does not): remember it, so :attr:`crashed` says so and the process restarts."""
+        log.error("stream worker %s: the agent crashed: %r", self.name, exc)
+        self.agent_crash = exc
 
     async def _agent(self, stream: Any) -> None:
         async for batch in stream.take_events(1000, within=0.01):
@@ -217,7 +231,8 @@ class StreamWorker:
         assert self._db is not None
         for p in partitions:
             fold = await load_snapshot(self._db, FOLD_GROUP, p, self.epoch)
-            self.folds[p] = FoldTask(p, self.topology.layouts, self.epoch, limits=self.limits, snapshot=fold)
+            self.folds[p] = FoldTask(p, self.topology.layouts, self.epoch, limits=self.limits, snapshot=fold,
+                                     boards=self.topology.boards)
             decide = await load_snapshot(self._db, DECIDE_GROUP, p, self.epoch)
             self.decisions[p] = DecideTask(p, self.topology.corridors, self.strategy, self.config_checksum, self.epoch,
                                            limits=self.limits, snapshot=decide)
@@ -246,8 +261,13 @@ class StreamWorker:
 
     @property
     def crashed(self) -> bool:
-        """True when Faust's app crashed (it does not raise: poll this)."""
-        return bool(self.app.crashed)
+        """True when Faust's app or its agent crashed (neither raises: poll this)."""
+        return bool(self.app.crashed) or self.agent_crash is not None
+
+    @property
+    def crash_reason(self) -> BaseException | None:
+        """Why the agent or the app crashed, if it did."""
+        return self.agent_crash or self.app._crash_reason
 
     async def stop(self) -> None:
         """Final snapshot (before leaving the group), then close everything."""

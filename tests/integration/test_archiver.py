@@ -326,3 +326,56 @@ def test_stopping_an_archiver_twice_is_harmless(settings: Settings, database_url
     assert archiver._seek_conn is not None and archiver._seek_conn.closed
     with pytest.raises(RuntimeError, match="after shutdown"):  # the writer thread is gone
         archiver._writer_thread.submit(lambda: None)
+
+
+def poison_records() -> list[tuple[str, str, bytes, str]]:
+    """Issue 16's poison records: (topic, Kafka key, value, the reason they must be dead-lettered with)."""
+    good = encode_event(_event(datetime.now(UTC)))  # a valid DetectorCounted about K09
+
+    def variant(**changes: object) -> bytes:
+        obj = msgspec.json.decode(good)
+        obj.update(changes)
+        return msgspec.json.encode(obj)
+
+    return [
+        ("lalin.detector", "K09", variant(event_time="0001-01-01T00:00:00+14:00"), "schema"),  # was OverflowError
+        ("lalin.camera", "K09", good.replace(b'"det:bad"', b'"det:\xc3\x28"'), "malformed"),  # was UnicodeDecodeError
+        ("lalin.controller", "K09", variant(event_time="1970-01-01T00:00:00Z"), "schema"),  # was archived in 1970
+        ("lalin.detector", "K09", variant(event_time="0001-01-01T00:00:00Z"), "schema"),  # was archived in year 1
+        ("lalin.detector", "K01", good, "key_mismatch"),
+        ("lalin.command", "K09", good, "wrong_topic"),  # a DetectorCounted is not a command
+        ("lalin.operator", "K09", good[:-1] + b',"key":"K09"}', "malformed"),  # a duplicate key
+        ("lalin.state", "K09", good.replace(b'"lane"', b'"lane":' + b"[" * 3000 + b"]" * 3000 + b',"x"'), "malformed"),
+    ]
+
+
+def test_poison_records_on_every_topic_are_dead_lettered_and_archiving_goes_on(settings: Settings,
+                                                                                database_url: str) -> None:
+    """Issue 16: one poison record used to stop the archiver for good; each is now dead-lettered with its reason."""
+    poison = poison_records()
+
+    async def scenario() -> Archiver:
+        producer, publisher, epoch = await connect(settings)
+        before = await publish_valid(publisher, 50)
+        for topic, key, value, _ in poison:
+            await (await publisher.send_raw(topic, key, value))
+        after = await publish_valid(publisher, 50, offset=50)
+        archiver = await started_archiver(settings, database_url, epoch, producer=producer)
+        total = len(before) + len(poison) + len(after)
+        await archive_until(archiver, lambda: archiver.stats.consumed >= total, 30, f"{total} records consumed")
+        await archiver.stop()
+        await producer.stop()
+        return archiver
+
+    archiver = asyncio.run(scenario())
+    assert archiver.stats.archived == 100, "the records after the poison ones are archived too"
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT topic, reason, detail, raw FROM dead_letters ORDER BY topic, kafka_offset").fetchall()
+        partitions = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'").fetchall()]
+    assert sorted((t, r) for t, r, _, _ in rows) == sorted((t, r) for t, _, _, r in poison)
+    assert {bytes(raw) for *_, raw in rows} == {value for _, _, value, _ in poison}, "raw bytes kept"
+    assert all(detail for _, _, detail, _ in rows)
+    assert partitions and not [p for p in partitions if not p.startswith("events_20")], \
+        f"no partition outside 2000-2099: {partitions}"

@@ -39,7 +39,9 @@ def test_archiver_sessions_killed_mid_run_are_restarted(settings: Settings, data
         return runtime.generator.sent
 
     sent = asyncio.run(scenario())
-    assert "ALARM archiver failed" in out.getvalue()
+    assert "ALARM archiver: failed" in out.getvalue()
+    assert "CLEARED archiver: restarted" in out.getvalue()
+    assert runtime.alarms.active == {} and runtime.alarms.raised >= 1
     with psycopg.connect(database_url) as conn:
         total, distinct = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events "
                                        "WHERE source LIKE 'demo:%'").fetchone()

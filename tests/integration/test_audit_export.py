@@ -13,9 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from controllers.archive_plan import Limits, RawRecord
+from controllers.archive_plan import RawRecord
 from controllers.envelope import encode_event
 from controllers.hashchain import GENESIS
+from controllers.inbound import Limits
 from infra.archive_store import ArchiveWriter
 from infra.checkpoints import write_checkpoint
 from tests.helpers import detector_event

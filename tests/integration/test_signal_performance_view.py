@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from controllers.archive_plan import Limits, RawRecord
+from controllers.archive_plan import RawRecord
 from controllers.envelope import encode_event, make_event
 from controllers.errors import ConfigurationError
+from controllers.inbound import Limits
 from controllers.payloads import ControllerEventsLogged, EventCode, LoggedEvent
 from controllers.signal_performance import junction_performance as measure
 from controllers.traffic_state import IntersectionLayout

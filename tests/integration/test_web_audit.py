@@ -18,8 +18,9 @@ import msgspec
 import psycopg
 import pytest
 
-from controllers.archive_plan import Limits, RawRecord
+from controllers.archive_plan import RawRecord
 from controllers.envelope import Envelope, encode_event, make_event
+from controllers.inbound import Limits
 from controllers.payloads import (
     CommandAcknowledged,
     CommandIssued,

@@ -127,3 +127,33 @@ def test_replay_reproduces_every_summary_and_command_and_names_the_first_differe
     other = AdaptiveSaturation(AdaptiveConfig(target_saturation=0.7))
     report = replay([*inputs, *summaries, *commands], TOPOLOGY.layouts, TOPOLOGY.corridors, other, checksum)
     assert [d.kind for d in report.differences] == ["decision"]
+
+
+def test_a_defect_in_the_decisions_dead_letters_the_summary_and_the_task_goes_on(monkeypatch) -> None:
+    """Fault injection: the decision loop raises on the first summary; the next ones are still decided."""
+    from controllers.decisions import CorridorDecisions
+    fold = FoldTask(0, TOPOLOGY.layouts, "e")
+    strategy = AdaptiveSaturation(AdaptiveConfig())
+    decide = DecideTask(0, TOPOLOGY.corridors, strategy, TOPOLOGY.checksum(strategy.config), "e")
+    real = CorridorDecisions.on_measured
+    calls = {"n": 0}
+
+    def on_measured(self, summary):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("stage 9")
+        return real(self, summary)
+
+    monkeypatch.setattr(CorridorDecisions, "on_measured", on_measured)
+    offsets = {"fold": 0, "state": 0}
+    commands: list[Envelope] = []
+    for k in range(12):
+        for site in sorted(TOPOLOGY.plans):
+            for value in controller_minute(site, k, per_lane=22):
+                for summary in fold.handle("lalin.detector", offsets["fold"], site.encode(), value, NOW, lambda: NOW):
+                    commands += decide.handle("lalin.state", offsets["state"], summary.key.encode(),
+                                              encode_event(summary), NOW, lambda: NOW)
+                    offsets["state"] += 1
+                offsets["fold"] += 1
+    assert [(d.reason, d.detail) for d in decide.dead_letters] == [("decision_failed", "KeyError: 'stage 9'")]
+    assert calls["n"] > 1 and decide.position("lalin.state") == offsets["state"]

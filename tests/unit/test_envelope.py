@@ -40,7 +40,7 @@ camera_payloads = st.builds(
     CameraObserved, camera_id=identifiers, approach=identifiers, interval_s=st.floats(0.001, 3600), counts=volumes,
     queue_length_m=st.floats(0, 10_000),
     incident=st.none() | st.builds(Incident, kind=st.sampled_from(IncidentKind), confidence=st.floats(0, 1)))
-times = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 11, 24),
+times = st.datetimes(min_value=datetime(2026, 11, 18, 12), max_value=datetime(2026, 11, 24),  # within 7 days of NOW
                      timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))]))
 
 

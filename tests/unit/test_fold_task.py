@@ -39,10 +39,18 @@ def minute_counts(k: int, n: int = 6) -> bytes:
     return record(payload, T0 + timedelta(minutes=k + 1), k + 1)
 
 
+def record_key(value: bytes) -> bytes:
+    """The Kafka key lalin's producers give a record: its envelope's key (K01 for a broken one)."""
+    try:
+        return str(msgspec.json.decode(value).get("key", "K01")).encode()
+    except msgspec.DecodeError:
+        return b"K01"
+
+
 def feed(task: FoldTask, records: list[tuple[str, int, bytes]]) -> list[TrafficMeasured]:
     out = []
     for topic, offset, value in records:
-        out += [e.payload for e in task.handle(topic, offset, b"K01", value, NOW, lambda: NOW)]
+        out += [e.payload for e in task.handle(topic, offset, record_key(value), value, NOW, lambda: NOW)]
     return [p for p in out if isinstance(p, TrafficMeasured)]
 
 
@@ -111,3 +119,41 @@ def test_the_replay_splits_intersections_into_disjoint_groups_balanced_by_detect
         assert len(groups) == min(jobs, len(layouts))
         weights = [sum(len(layouts[i].detectors) for i in g) for g in groups]
         assert max(weights) - min(weights) <= max(len(v.detectors) for v in layouts.values())
+
+
+def test_a_defect_in_the_fold_dead_letters_the_record_and_the_partition_goes_on(monkeypatch) -> None:
+    """Fault injection: the fold raises an unexpected error on one record (a defect); the task goes on."""
+    from controllers.traffic_state import IntersectionFold
+    real_apply = IntersectionFold.apply
+    poison = minute_counts(1)
+
+    def apply(self: IntersectionFold, event):  # type: ignore[no-untyped-def]
+        if event.seq == 2:
+            raise ZeroDivisionError("division by zero")
+        return real_apply(self, event)
+
+    monkeypatch.setattr(IntersectionFold, "apply", apply)
+    task = FoldTask(0, LAYOUTS, "e")
+    summaries = feed(task, [("lalin.detector", 0, minute_counts(0)), ("lalin.detector", 1, poison)]
+                     + [("lalin.detector", k, minute_counts(k)) for k in range(2, 6)])
+    assert [(d.offset, d.reason, d.detail) for d in task.dead_letters] == [
+        (1, "fold_failed", "ZeroDivisionError: division by zero")]
+    assert [d.raw for d in task.dead_letters] == [poison]
+    assert summaries, "the records after it are folded"
+    assert any(r.reason == "fold_failed" for s in summaries for r in s.rejected_inputs)
+
+
+def test_records_keyed_by_a_vms_board_are_left_to_the_vms_loop_not_dead_lettered() -> None:
+    from controllers.payloads import CommandAcknowledged, CommandOutcome
+    from streams.topology import load_topology
+    topology = load_topology()
+    board = sorted(topology.boards)[0]
+    ack = encode_event(make_event(CommandAcknowledged(command_id=uuid.uuid4(), target=board, outcome=CommandOutcome.ACKNOWLEDGED),
+                                  event_id=uuid.uuid4(), event_time=T0, ingest_time=T0, source=f"opcua:{board}",
+                                  key=board, seq=1))
+    task = FoldTask(0, topology.layouts, "e", boards=topology.boards)
+    assert task.handle("lalin.controller", 0, board.encode(), ack, NOW, lambda: NOW) == []
+    assert task.dead_letters == []
+    unknown = FoldTask(0, topology.layouts, "e")  # without the boards: an intersection nobody configured
+    unknown.handle("lalin.controller", 0, board.encode(), ack, NOW, lambda: NOW)
+    assert [d.reason for d in unknown.dead_letters] == ["unknown_intersection"]
