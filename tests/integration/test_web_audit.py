@@ -77,7 +77,7 @@ class Archive:
         records = [RawRecord(catalogue.topic_of_type[e.type], 0, i, e.key.encode(), encode_event(e))
                    for i, e in enumerate(self.events)]
         with psycopg.connect(url, autocommit=True) as conn:
-            ArchiveWriter(conn, "test", Limits()).write(records, "epoch-1", datetime.now(UTC))
+            ArchiveWriter(conn, "test", Limits()).write(records, "epoch-1", T0 + timedelta(hours=1))  # the archive's clock
 
 
 def a_decision_chain(archive: Archive) -> tuple[Envelope, Envelope, Envelope]:
